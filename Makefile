@@ -1,0 +1,59 @@
+# digitops. `make help` lists the targets; README.md explains them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(abspath $(VENV))/bin
+UV := $(BIN)/uv
+# The platform the lock is resolved for (its hashes cover every wheel of each pinned version).
+LOCK_PLATFORM := --python-version 3.11 --python-platform x86_64-manylinux_2_28
+
+# Offline: read the original dataset files from ../shared/datasets when it exists, unless the
+# environment already names a mirror. Without a mirror, ingest downloads from the official URLs.
+SHARED_DATASETS := $(abspath ../shared/datasets)
+ifneq ($(wildcard $(SHARED_DATASETS)/SHA256SUMS),)
+export DIGITOPS_DATA_MIRROR ?= $(SHARED_DATASETS)
+endif
+# Stages run `python -m pipeline.<stage>`: the virtualenv's python.
+export PATH := $(BIN):$(PATH)
+
+.PHONY: help setup run test test-fast lint format lock clean
+
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+setup: $(VENV)/.installed ## Create the virtualenv from the lock files (uv, hash-checked)
+
+$(VENV)/.installed: requirements.lock requirements-bootstrap.lock pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps \
+		-r requirements-bootstrap.lock
+	$(UV) pip install --python $(BIN)/python --require-hashes -r requirements.lock
+	$(UV) pip install --python $(BIN)/python --no-deps -e .
+	touch $@
+
+run: setup ## Run the pipeline on the embedded defaults (dvc repro)
+	dvc repro
+
+test: setup lint ## Lint, then run the whole test suite
+	pytest
+
+test-fast: setup ## Run the tests that take seconds, not the pipeline ones
+	pytest -m "not slow"
+
+lint: setup ## ruff: lint and formatting check
+	ruff check .
+	ruff format --check .
+
+format: setup ## ruff: fix what can be fixed, format the code
+	ruff check --fix .
+	ruff format .
+
+lock: setup ## Re-resolve requirements.lock and requirements-bootstrap.lock (needs the package index)
+	$(UV) pip compile pyproject.toml --extra dev --generate-hashes $(LOCK_PLATFORM) -o requirements.lock
+	echo "uv==$$($(UV) --version | cut -d' ' -f2)" | $(UV) pip compile - --generate-hashes $(LOCK_PLATFORM) \
+		--no-header -o requirements-bootstrap.lock
+
+clean: ## Remove the virtualenv and the pipeline's outputs (the DVC cache stays)
+	rm -rf $(VENV) data/interim data/prepared reports
