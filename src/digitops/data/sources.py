@@ -1,0 +1,204 @@
+"""The registry of datasets: for each source, its original files (name, size, SHA-256, official URLs),
+how to parse them, and how many digits each official split must hold.
+
+Adding a source means adding one `Source` to `SOURCES`; `params.yaml` (`ingest.sources`) picks the mix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from digitops.data.idx import read_idx_digits
+from digitops.data.usps import read_usps
+
+# split name -> (images (N, H, W) uint8 white ink on black, labels (N,) int64)
+SplitArrays = dict[str, tuple[np.ndarray, np.ndarray]]
+
+
+@dataclass(frozen=True)
+class Archive:
+    """An archive that holds some of a source's files (EMNIST comes only inside NIST's gzip.zip)."""
+
+    name: str  # file name in the download cache
+    urls: tuple[str, ...]
+    approx_bytes: int  # for the progress bar and the user's patience; the members carry the checksums
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """One original file, as published."""
+
+    name: str
+    size: int  # bytes
+    sha256: str
+    urls: tuple[str, ...] = ()  # direct downloads, tried in order
+    archive: Archive | None = None  # or: a member of this archive...
+    member: str = ""  # ...at this path inside it
+
+
+@dataclass(frozen=True)
+class Source:
+    """A dataset of handwritten digits."""
+
+    name: str
+    description: str
+    files: tuple[RemoteFile, ...]
+    parse: Callable[[Mapping[str, Path]], SplitArrays]  # file name -> local path  =>  split -> arrays
+    expected_counts: Mapping[str, int]  # official split -> number of digits
+    mnist_format: bool  # already 28x28 MNIST-style; otherwise every image goes through the normaliser
+    citation: str = ""
+    license: str = ""
+    opt_in: bool = False  # large download: not in the default mix
+
+
+def _mnist_urls(name: str) -> tuple[str, ...]:
+    return (
+        f"https://yann.lecun.com/exdb/mnist/{name}",
+        f"https://storage.googleapis.com/cvdf-datasets/mnist/{name}",  # the mirror TF/Keras use
+    )
+
+
+def _parse_idx_source(prefix: str, transposed: bool) -> Callable[[Mapping[str, Path]], SplitArrays]:
+    def parse(paths: Mapping[str, Path]) -> SplitArrays:
+        return {
+            split: read_idx_digits(
+                paths[f"{prefix}{stem}-images-idx3-ubyte.gz"],
+                paths[f"{prefix}{stem}-labels-idx1-ubyte.gz"],
+                transposed=transposed,
+            )
+            for split, stem in (("train", "train"), ("test", "t10k" if prefix == "" else "test"))
+        }
+
+    return parse
+
+
+def _parse_usps(paths: Mapping[str, Path]) -> SplitArrays:
+    return {"train": read_usps(paths["zip.train.gz"]), "test": read_usps(paths["zip.test.gz"])}
+
+
+MNIST = Source(
+    name="mnist",
+    description="MNIST: 70,000 handwritten digits from NIST SD-1 and SD-3, 28x28, white on black",
+    files=(
+        RemoteFile(
+            "train-images-idx3-ubyte.gz",
+            9912422,
+            "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+            _mnist_urls("train-images-idx3-ubyte.gz"),
+        ),
+        RemoteFile(
+            "train-labels-idx1-ubyte.gz",
+            28881,
+            "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+            _mnist_urls("train-labels-idx1-ubyte.gz"),
+        ),
+        RemoteFile(
+            "t10k-images-idx3-ubyte.gz",
+            1648877,
+            "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+            _mnist_urls("t10k-images-idx3-ubyte.gz"),
+        ),
+        RemoteFile(
+            "t10k-labels-idx1-ubyte.gz",
+            4542,
+            "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+            _mnist_urls("t10k-labels-idx1-ubyte.gz"),
+        ),
+    ),
+    parse=_parse_idx_source("", transposed=False),
+    expected_counts={"train": 60000, "test": 10000},
+    mnist_format=True,
+    citation="Y. LeCun, L. Bottou, Y. Bengio, P. Haffner. Gradient-based learning applied to document "
+    "recognition. Proc. IEEE 86(11), 1998.",
+    license="CC BY-SA 3.0 (Y. LeCun and C. Cortes)",
+)
+
+_EMNIST_ARCHIVE = Archive(
+    name="gzip.zip",
+    urls=("https://biometrics.nist.gov/cs_links/EMNIST/gzip.zip",),
+    approx_bytes=561_753_746,
+)
+
+EMNIST_DIGITS = Source(
+    name="emnist-digits",
+    description="EMNIST 'digits': 280,000 digits from NIST SD-19, stored transposed; re-normalised to MNIST style",
+    files=tuple(
+        RemoteFile(name, size, sha256, archive=_EMNIST_ARCHIVE, member=f"gzip/{name}")
+        for name, size, sha256 in (
+            (
+                "emnist-digits-train-images-idx3-ubyte.gz",
+                59515779,
+                "f7c95004d14d81af89522e67d8f0c781dfb3bd544181c81bfe1eb6b41c35b726",
+            ),
+            (
+                "emnist-digits-train-labels-idx1-ubyte.gz",
+                113859,
+                "6638a6ff5fe2eefd9cca2471995b46c82986b8e4b2a70d2f5ce8e05d7edb319e",
+            ),
+            (
+                "emnist-digits-test-images-idx3-ubyte.gz",
+                9908519,
+                "20ebe43509264f7639d37c835a3f0b009e90b29e00a099a03101abe1644a3f63",
+            ),
+            (
+                "emnist-digits-test-labels-idx1-ubyte.gz",
+                19960,
+                "bad1834c45d5988e270b99d43b13edc3fd898f658ffbc2caf2846ef27f7b05b0",
+            ),
+        )
+    ),
+    parse=_parse_idx_source("emnist-digits-", transposed=True),
+    expected_counts={"train": 240000, "test": 40000},
+    mnist_format=False,  # EMNIST frames the digit in 24x24 with 2-px padding, not MNIST's 20x20 by mass
+    citation="G. Cohen, S. Afshar, J. Tapson, A. van Schaik. EMNIST: an extension of MNIST to handwritten "
+    "letters. arXiv:1702.05373, 2017.",
+    license="NIST Special Database 19 terms (public domain in the US)",
+    opt_in=True,  # NIST's gzip.zip is about 536 MB; fetch keeps only the four digits files
+)
+
+USPS = Source(
+    name="usps",
+    description="USPS: 9,298 digits scanned from envelopes, 16x16, as distributed with 'The Elements of "
+    "Statistical Learning'; normalised to MNIST style",
+    files=(
+        RemoteFile(
+            "zip.train.gz",
+            1829071,
+            "66ebf231ab51f2cf6ac1a892d0f98ccffee1079d7a5db638c1f11f366046ca16",
+            ("https://hastie.su.domains/ElemStatLearn/datasets/zip.train.gz",),
+        ),
+        RemoteFile(
+            "zip.test.gz",
+            439208,
+            "8dacc3c6e136af6c3488de9e5113a7daf140c8c2f1f0b61c54ee02f03f1a962f",
+            ("https://hastie.su.domains/ElemStatLearn/datasets/zip.test.gz",),
+        ),
+    ),
+    parse=_parse_usps,
+    expected_counts={"train": 7291, "test": 2007},
+    mnist_format=False,
+    citation="J. J. Hull. A database for handwritten text recognition research. IEEE TPAMI 16(5), 1994.",
+    license="no explicit license; distributed for research and teaching",
+)
+
+SOURCES: dict[str, Source] = {source.name: source for source in (MNIST, EMNIST_DIGITS, USPS)}
+
+
+def expected_counts(source: Source, max_per_split: int | None) -> dict[str, int]:
+    """How many digits each official split of `source` holds after ingest's cap."""
+    return {
+        split: count if max_per_split is None else min(count, max_per_split)
+        for split, count in source.expected_counts.items()
+    }
+
+
+def get_source(name: str) -> Source:
+    """The registered source called `name`; an unknown name lists the known ones."""
+    try:
+        return SOURCES[name]
+    except KeyError:
+        raise KeyError(f"unknown data source {name!r}; known sources: {', '.join(sorted(SOURCES))}") from None
