@@ -1,0 +1,31 @@
+"""Stage validate: check the ingested sources against the data contract -> <reports>/data_validation.json.
+
+On a violation the stage fails, lists every violation, and leaves the previous report in place.
+"""
+
+from __future__ import annotations
+
+import json
+
+from digitops.config import load_params
+from digitops.data.sources import expected_counts, get_source
+from digitops.errors import DataContractError, run_stage
+from digitops.io import load_npz, write_text
+from digitops.validate import check_sources
+
+
+def main() -> None:
+    params = load_params()
+    paths = params.base.paths
+    sources = params.ingest.sources
+    interim = {name: load_npz(paths.interim / f"{name}.npz") for name in sources}
+    expected = {name: expected_counts(get_source(name), params.ingest.max_per_split) for name in sources}
+    report = check_sources(interim, expected, params.validate_)
+    if not report.passed:
+        raise DataContractError("the data violates the contract:\n  - " + "\n  - ".join(report.violations))
+    write_text(paths.reports / "data_validation.json", json.dumps(report.to_dict(), indent=2) + "\n")
+    print(f"data contract holds for {', '.join(sources)}")
+
+
+if __name__ == "__main__":
+    run_stage(main)
