@@ -1,0 +1,92 @@
+"""Tiny data the tests make themselves: IDX and USPS files, canvas drawings, MNIST-style digits."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from digitops.preprocess import normalize_digit
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# A '7' drawn on a 256x256 canvas: the top bar, then the diagonal down to the bottom left.
+SEVEN_STROKES = [[(60, 50), (200, 50), (110, 220)]]
+# A '4': the left arm and bar, then the upright.
+FOUR_STROKES = [[(150, 30), (60, 150), (200, 150)], [(160, 80), (160, 230)]]
+
+
+def shared_datasets() -> Path | None:
+    """The folder of original dataset files beside the checkout (or DIGITOPS_DATA_MIRROR), if present."""
+    named = os.environ.get("DIGITOPS_DATA_MIRROR")
+    candidates = [Path(named)] if named else []
+    candidates.append(REPO_ROOT.parent / "shared" / "datasets")
+    return next((path for path in candidates if (path / "mnist").is_dir()), None)
+
+
+def write_idx(path: Path, array: np.ndarray) -> Path:
+    """Write `array` (uint8) as a gzip-compressed IDX file."""
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with gzip.open(path, "wb") as handle:
+        handle.write(header + array.tobytes())
+    return path
+
+
+def write_usps(path: Path, images: np.ndarray, labels: np.ndarray) -> Path:
+    """Write (N, 16, 16) values in [-1, 1] and labels in the ESL text format, gzipped."""
+    lines = [
+        " ".join([f"{label:.4f}"] + [f"{value:.3f}" for value in image.ravel()])
+        for image, label in zip(images, labels, strict=True)
+    ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with gzip.open(path, "wt") as handle:
+        handle.write("\n".join(lines) + "\n")
+    return path
+
+
+def draw_strokes(
+    strokes: list[list[tuple[int, int]]], size: int = 256, width: int = 18, offset: tuple[int, int] = (0, 0)
+) -> np.ndarray:
+    """The ink of `strokes` drawn as polylines: (size, size) uint8, 255 = ink."""
+    image = Image.new("L", (size, size), 0)
+    draw = ImageDraw.Draw(image)
+    for stroke in strokes:
+        points = [(x + offset[0], y + offset[1]) for x, y in stroke]
+        draw.line(points, fill=255, width=width, joint="curve")
+        for x, y in points:  # round caps, as a canvas with lineCap = "round" draws them
+            draw.ellipse((x - width // 2, y - width // 2, x + width // 2, y + width // 2), fill=255)
+    return np.asarray(image)
+
+
+def canvas_rgba(ink: np.ndarray, colour: tuple[int, int, int] = (0, 0, 0)) -> np.ndarray:
+    """A browser-canvas-style drawing: transparent background, strokes in `colour` with alpha = ink."""
+    rgba = np.zeros((*ink.shape, 4), dtype=np.uint8)
+    rgba[..., :3] = colour
+    rgba[..., 3] = ink
+    return rgba
+
+
+def random_digits(count: int, seed: int = 0) -> np.ndarray:
+    """(count, 28, 28) uint8 MNIST-style images of random strokes (distinct, never blank)."""
+    rng = np.random.default_rng(seed)
+    digits = []
+    for _ in range(count):
+        strokes = [[tuple(int(v) for v in rng.integers(20, 236, size=2)) for _ in range(rng.integers(2, 5))]]
+        digits.append(normalize_digit(draw_strokes(strokes, width=int(rng.integers(10, 24)))))
+    return np.stack(digits)
+
+
+def interim_arrays(train_per_class: int, test_per_class: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Arrays as the ingest stage writes them for one source, from random MNIST-style digits."""
+    labels = np.concatenate(
+        [np.repeat(np.arange(10), train_per_class), np.repeat(np.arange(10), test_per_class)]
+    ).astype(np.int64)
+    splits = np.array(["train"] * (10 * train_per_class) + ["test"] * (10 * test_per_class))
+    index = np.concatenate([np.arange(10 * train_per_class), np.arange(10 * test_per_class)])
+    return {"images": random_digits(len(labels), seed), "labels": labels, "split": splits, "index": index}

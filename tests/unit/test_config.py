@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from digitops.config import load_params
+from digitops.errors import ConfigError
+from tests.fakes import REPO_ROOT
+
+
+@pytest.fixture
+def params_dict():
+    return yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+
+
+def _load(tmp_path, data):
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return load_params(path)
+
+
+def test_the_repository_params_load_and_are_frozen(params_dict):
+    params = load_params(REPO_ROOT / "params.yaml")
+    assert params.ingest.sources == ("mnist", "usps")
+    assert params.ingest.max_per_split is None
+    with pytest.raises(ValueError, match="frozen"):
+        params.split.val_fraction = 0.5
+
+
+def test_unknown_key_is_named(tmp_path, params_dict):
+    params_dict["split"]["val_fracton"] = 0.2
+    with pytest.raises(ConfigError, match=r"split\.val_fracton: Extra inputs are not permitted"):
+        _load(tmp_path, params_dict)
+
+
+def test_missing_key_is_named(tmp_path, params_dict):
+    del params_dict["ingest"]["max_per_split"]
+    with pytest.raises(ConfigError, match=r"ingest\.max_per_split: Field required"):
+        _load(tmp_path, params_dict)
+
+
+def test_unknown_source_lists_the_known_ones(tmp_path, params_dict):
+    params_dict["ingest"]["sources"] = ["mnist", "kmnist"]
+    with pytest.raises(
+        ConfigError,
+        match=r"unknown source\(s\) \['kmnist'\]; known sources: \['emnist-digits', 'mnist', 'usps'\]",
+    ):
+        _load(tmp_path, params_dict)
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "message"),
+    [
+        ("split", "val_fraction", 1.5, r"split\.val_fraction"),
+        ("ingest", "max_per_split", 0, r"ingest\.max_per_split"),
+        ("ingest", "sources", [], r"ingest\.sources"),
+        ("ingest", "sources", ["usps", "usps"], "listed twice"),
+        ("base", "seed", "abc", r"base\.seed"),
+    ],
+)
+def test_invalid_values(tmp_path, params_dict, section, key, value, message):
+    params_dict[section][key] = value
+    with pytest.raises(ConfigError, match=message):
+        _load(tmp_path, params_dict)
+
+
+def test_unreadable_file(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_params(tmp_path / "absent.yaml")
+    (tmp_path / "bad.yaml").write_text("ingest: [unclosed")
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_params(tmp_path / "bad.yaml")

@@ -1,0 +1,162 @@
+from __future__ import annotations
+
+import hashlib
+import socket
+import zipfile
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from digitops.data.fetch import fetch_source_files, mirror_from_env
+from digitops.data.sources import EMNIST_DIGITS, Archive, RemoteFile, Source
+from digitops.errors import DataFileError
+from digitops.preprocess import normalize_digit
+from tests.fakes import SEVEN_STROKES, draw_strokes, write_idx
+
+
+def _remote(path: Path, **kwargs) -> RemoteFile:
+    data = path.read_bytes()
+    return RemoteFile(path.name, len(data), hashlib.sha256(data).hexdigest(), **kwargs)
+
+
+def _source(*files: RemoteFile) -> Source:
+    return Source(
+        name="tiny",
+        description="test",
+        files=files,
+        parse=lambda paths: {},
+        expected_counts={},
+        mnist_format=True,
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def tiny_file(tmp_path) -> Path:
+    return write_idx(tmp_path / "made" / "labels-idx1-ubyte.gz", np.arange(10, dtype=np.uint8))
+
+
+def test_mirror_env(tmp_path):
+    assert mirror_from_env({}) is None
+    assert mirror_from_env({"DIGITOPS_DATA_MIRROR": str(tmp_path)}) == tmp_path
+    with pytest.raises(DataFileError, match="names a folder that does not exist"):
+        mirror_from_env({"DIGITOPS_DATA_MIRROR": str(tmp_path / "nowhere")})
+
+
+def test_mirror_file_is_verified(tmp_path, tiny_file):
+    mirror = tmp_path / "mirror"
+    (mirror / "tiny").mkdir(parents=True)
+    copy = mirror / "tiny" / tiny_file.name
+    copy.write_bytes(tiny_file.read_bytes())
+    source = _source(_remote(tiny_file))
+    assert fetch_source_files(source, mirror, tmp_path / "cache") == {tiny_file.name: copy}
+
+    data = bytearray(copy.read_bytes())
+    data[20] ^= 0x01  # one flipped bit, same size
+    copy.write_bytes(bytes(data))
+    with pytest.raises(DataFileError, match=rf"{tiny_file.name}: has sha256 [0-9a-f]{{64}}, expected"):
+        fetch_source_files(source, mirror, tmp_path / "cache")
+
+    copy.write_bytes(bytes(data[:-3]))
+    with pytest.raises(DataFileError, match="truncated or not the original"):
+        fetch_source_files(source, mirror, tmp_path / "cache")
+
+    copy.unlink()
+    with pytest.raises(DataFileError, match=r"missing from the mirror .* sha256 [0-9a-f]{64}"):
+        fetch_source_files(source, mirror, tmp_path / "cache")
+    assert not (tmp_path / "cache").exists()  # a mirror is never copied or downloaded around
+
+
+def test_download_is_verified_cached_and_reused(tmp_path, tiny_file, http_server):
+    (http_server.root / tiny_file.name).write_bytes(tiny_file.read_bytes())
+    dead_url = f"http://127.0.0.1:{_free_port()}/{tiny_file.name}"
+    source = _source(_remote(tiny_file, urls=(dead_url, f"{http_server.url}/{tiny_file.name}")))
+    cache = tmp_path / "cache"
+    paths = fetch_source_files(source, None, cache, progress=False)
+    assert paths[tiny_file.name].read_bytes() == tiny_file.read_bytes()
+    fetch_source_files(source, None, cache, progress=False)
+    assert http_server.requests == [f"/{tiny_file.name}"]  # the second call used the cache
+
+
+def test_download_with_wrong_checksum_leaves_nothing(tmp_path, tiny_file, http_server):
+    served = http_server.root / tiny_file.name
+    data = bytearray(tiny_file.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same size, other content
+    served.write_bytes(bytes(data))
+    source = _source(_remote(tiny_file, urls=(f"{http_server.url}/{tiny_file.name}",)))
+    cache = tmp_path / "cache"
+    with pytest.raises(DataFileError, match=r"expected [0-9a-f]{64}: not the original"):
+        fetch_source_files(source, None, cache, progress=False)
+    assert list((cache / "tiny").iterdir()) == []  # no file, no temporary left behind
+
+
+def test_unreachable_download_says_how_to_work_offline(tmp_path, tiny_file):
+    source = _source(_remote(tiny_file, urls=(f"http://127.0.0.1:{_free_port()}/x.gz",)))
+    with pytest.raises(DataFileError, match=r"could not be downloaded .* set DIGITOPS_DATA_MIRROR"):
+        fetch_source_files(source, None, tmp_path / "cache", progress=False)
+
+
+def test_corrupt_cached_file_is_reported(tmp_path, tiny_file):
+    cached = tmp_path / "cache" / "tiny" / tiny_file.name
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"x" * tiny_file.stat().st_size)
+    with pytest.raises(DataFileError, match="delete it to download it again"):
+        fetch_source_files(_source(_remote(tiny_file)), None, tmp_path / "cache", progress=False)
+
+
+def _emnist_like(tmp_path: Path, url: str) -> tuple[Source, Path, np.ndarray]:
+    """EMNIST-digits' real layout (members under gzip/ in one zip, images transposed), with tiny files."""
+    seven = normalize_digit(draw_strokes(SEVEN_STROKES))
+    made = tmp_path / "made"
+    images = np.stack([seven, seven[:, ::-1]])  # (2, 28, 28)
+    labels = np.array([7, 7], np.uint8)
+    files = {
+        "emnist-digits-train-images-idx3-ubyte.gz": images.transpose(0, 2, 1),
+        "emnist-digits-train-labels-idx1-ubyte.gz": labels,
+        "emnist-digits-test-images-idx3-ubyte.gz": images[:1].transpose(0, 2, 1),
+        "emnist-digits-test-labels-idx1-ubyte.gz": labels[:1],
+    }
+    archive_path = tmp_path / "www" / "gzip.zip"
+    with zipfile.ZipFile(archive_path, "w") as bundle:
+        for name, array in files.items():
+            bundle.write(write_idx(made / name, array), f"gzip/{name}")
+        bundle.writestr("gzip/emnist-letters-train-images-idx3-ubyte.gz", b"not wanted")
+    archive = Archive("gzip.zip", (url,), approx_bytes=archive_path.stat().st_size)
+    remotes = tuple(_remote(made / name, archive=archive, member=f"gzip/{name}") for name in files)
+    return replace(EMNIST_DIGITS, files=remotes), archive_path, images
+
+
+def test_emnist_archive_is_downloaded_once_extracted_verified_and_deleted(tmp_path, http_server):
+    source, _, images = _emnist_like(tmp_path, f"{http_server.url}/gzip.zip")
+    cache = tmp_path / "cache"
+    paths = fetch_source_files(source, None, cache, progress=False)
+    assert sorted(p.name for p in (cache / "emnist-digits").iterdir()) == sorted(
+        paths
+    )  # no archive, no letters
+    parsed = source.parse(paths)
+    np.testing.assert_array_equal(parsed["train"][0], images)  # orientation fixed
+    assert parsed["train"][1].tolist() == [7, 7] and len(parsed["test"][1]) == 1
+    fetch_source_files(source, None, cache, progress=False)
+    assert http_server.requests == ["/gzip.zip"]
+
+
+def test_emnist_archive_with_a_corrupt_member_is_deleted(tmp_path, http_server):
+    source, archive_path, _ = _emnist_like(tmp_path, f"{http_server.url}/gzip.zip")
+    bad = replace(source.files[1], sha256="0" * 64)
+    source = replace(source, files=(source.files[0], bad, *source.files[2:]))
+    cache = tmp_path / "cache"
+    with pytest.raises(DataFileError, match=r"emnist-digits-train-labels-idx1-ubyte\.gz: got sha256"):
+        fetch_source_files(source, None, cache, progress=False)
+    assert sorted(p.name for p in (cache / "emnist-digits").iterdir()) == [source.files[0].name]
+    archive_path.write_bytes(b"not a zip at all")
+    (cache / "emnist-digits" / source.files[0].name).unlink()
+    with pytest.raises(DataFileError, match="not a valid zip archive"):
+        fetch_source_files(source, None, cache, progress=False)
+    assert list((cache / "emnist-digits").iterdir()) == []
