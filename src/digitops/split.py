@@ -1,4 +1,4 @@
-"""Stratified sampling and the train/val/test split.
+"""The train/val/test split.
 
 Official test sets stay test sets. Validation digits are carved from the official training data,
 stratified by (source, label), and chosen by image content: identical images always land in the same
@@ -13,36 +13,9 @@ import numpy as np
 import pandas as pd
 
 from digitops.fingerprint import image_hashes
+from digitops.sampling import stratified_sample
 
 SPLITS = ("train", "val", "test")
-
-
-def stratified_sample(strata: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
-    """Choose `n` members at random so that every stratum keeps its share.
-
-    Each stratum's members are shuffled and given evenly spaced positions in [0, 1); the `n` lowest
-    positions win. Every stratum thus contributes round(n * its share), give or take one.
-
-    Args:
-        strata: (N,) stratum key of each member (any sortable dtype).
-        n: how many to choose; n >= N chooses all.
-        rng: the random generator (seeded by the caller).
-
-    Returns:
-        (min(n, N),) int64 indices into `strata`, ascending.
-    """
-    total = len(strata)
-    if n >= total:
-        return np.arange(total)
-    order = rng.permutation(total)
-    _, stratum_of, counts = np.unique(strata[order], return_inverse=True, return_counts=True)
-    by_stratum = np.argsort(stratum_of, kind="stable")
-    starts = np.cumsum(counts) - counts
-    rank = np.empty(total, dtype=np.int64)
-    rank[by_stratum] = np.arange(total) - np.repeat(starts, counts)
-    position = (rank + 0.5) / counts[stratum_of]
-    chosen = order[np.argsort(position, kind="stable")[:n]]
-    return np.sort(chosen)
 
 
 def assign_splits(

@@ -101,6 +101,14 @@ def test_second_repro_does_nothing_and_status_is_clean(repo, env):
     assert "Data and pipelines are up to date." in status.stdout
 
 
+def test_a_forced_rerun_reproduces_every_output_byte_for_byte(repo, env):
+    before = {folder: _digests(repo / folder) for folder in ("data/interim", "data/prepared", "reports")}
+    _run(["dvc", "repro", "--force"], repo, env)
+    after = {folder: _digests(repo / folder) for folder in ("data/interim", "data/prepared", "reports")}
+    assert after == before
+    assert "Data and pipelines are up to date." in _run(["dvc", "status"], repo, env).stdout
+
+
 @pytest.mark.parametrize("damaged", MIX_FILES)
 def test_a_flipped_byte_in_the_mirror_stops_ingest_and_keeps_the_outputs(repo, env, tmp_path, damaged):
     mirror = tmp_path / "mirror"

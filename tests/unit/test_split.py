@@ -3,7 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from digitops.split import assign_splits, count_table, split_dataset, stratified_sample
+from digitops.sampling import stratified_sample
+from digitops.split import assign_splits, count_table, split_dataset
 from tests.fakes import interim_arrays
 
 

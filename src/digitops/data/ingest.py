@@ -11,7 +11,7 @@ import numpy as np
 from digitops.data.sources import Source
 from digitops.errors import DataFileError
 from digitops.preprocess import EmptyImageError, normalize_digits
-from digitops.split import stratified_sample
+from digitops.sampling import stratified_sample
 
 OFFICIAL_SPLITS = ("train", "test")
 
