@@ -14,30 +14,41 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 MNIST_SIZE = 28
 BOX_SIZE = 20
 MNIST_CENTRE = 14.0  # where MNIST puts the centre of mass, row and column (pixel-index coordinates)
 INK_THRESHOLD = 0.1  # a pixel is ink for the bounding box when above this, after contrast stretching
 MIN_CONTRAST = 0.1  # below this difference between ink and background the image counts as blank
+PEN_COLOUR_SPREAD = 0.1  # std of luminance over a canvas's opaque pixels when one pen drew them all
 
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R BT.601, as PIL's convert("L")
 
 
 class EmptyImageError(ValueError):
-    """The image holds no ink: blank, uniform, or too faint to be a digit."""
+    """The image holds no ink: blank, uniform, or too faint to be a digit.
+
+    `index` is the position of the blank image when `normalize_digits` raises it.
+    """
+
+    def __init__(self, message: str, index: int | None = None) -> None:
+        super().__init__(message)
+        self.index = index
 
 
 def to_ink(image: Image.Image | np.ndarray) -> np.ndarray:
     """Turn any image into an ink map: 1 where the pen was, 0 on the paper.
 
-    Accepts a PIL image or an array: grayscale (H, W) or (H, W, 1), RGB (H, W, 3), RGBA (H, W, 4), as
-    uint8 (0-255), bool, or float in [0, 1].
-    - RGBA whose alpha varies (a canvas drawing on a transparent background): the alpha channel is the ink.
-    - Otherwise the luminance; if the background (the median of the outer frame) is light, it is inverted,
-      so black-on-white scans and white-on-black MNIST both come out as white ink on black.
-    The result is contrast-stretched: background level -> 0, the strongest ink -> 1.
+    Accepts a PIL image (EXIF orientation applied) or an array: grayscale (H, W) or (H, W, 1), RGB
+    (H, W, 3), RGBA (H, W, 4), as uint8 (0-255), uint16 (0-65535), other integers in 0-255, bool, or
+    float in [0, 1].
+    - A canvas drawing (RGBA on a mostly transparent background, drawn with one pen colour): the alpha
+      channel is the ink, whatever the pen's colour.
+    - Anything else (RGBA is first composited onto white): the luminance, inverted when the background is
+      light, so black-on-white scans and white-on-black MNIST both come out as white ink on black.
+    The background level is the median pixel (a digit covers less than half of its image). The result is
+    contrast-stretched: background -> 0, the strongest ink -> 1.
 
     Returns:
         (H, W) float32 in [0, 1].
@@ -47,19 +58,17 @@ def to_ink(image: Image.Image | np.ndarray) -> np.ndarray:
         ValueError: the array has a shape or dtype that is not an image.
     """
     pixels = _as_float_array(image)  # (H, W) or (H, W, C) float32 in [0, 1]
-    if pixels.ndim == 3 and pixels.shape[2] == 4 and np.ptp(pixels[..., 3]) > 0:
-        ink = pixels[..., 3]
-    else:
-        gray = pixels if pixels.ndim == 2 else _to_gray(pixels)
-        ink = 1.0 - gray if _frame_median(gray) > 0.5 else gray
-    background = _frame_median(ink)
-    contrast = float(ink.max()) - background
-    if contrast < MIN_CONTRAST:
-        raise EmptyImageError(
-            f"the image has no ink: the strongest stroke differs from the background by {contrast:.3f} "
-            f"(at least {MIN_CONTRAST} needed)"
-        )
-    return np.clip((ink - background) / contrast, 0.0, 1.0)
+    if pixels.ndim == 3 and pixels.shape[2] == 4:
+        if _alpha_is_ink(pixels):
+            ink = pixels[..., 3]
+            return _stretch(ink, float(np.median(ink)))
+        alpha = pixels[..., 3:]
+        pixels = pixels[..., :3] * alpha + (1.0 - alpha)  # onto white paper
+    gray = pixels if pixels.ndim == 2 else _to_gray(pixels)
+    background = float(np.median(gray))
+    if background > 0.5:
+        return _stretch(1.0 - gray, 1.0 - background)
+    return _stretch(gray, background)
 
 
 def normalize_digit(image: Image.Image | np.ndarray) -> np.ndarray:
@@ -69,8 +78,10 @@ def normalize_digit(image: Image.Image | np.ndarray) -> np.ndarray:
         image: anything `to_ink` accepts.
 
     Returns:
-        (28, 28) uint8, white ink on black; the ink's bounding box fitted into 20x20 (aspect ratio kept,
-        anti-aliased) and placed so that the centre of mass is at (14, 14) to within half a pixel.
+        (28, 28) uint8, white ink on black, brightest pixel 255; the ink's bounding box fitted into 20x20
+        (aspect ratio kept, anti-aliased) and placed so that the centre of mass is at (14, 14) to within
+        half a pixel, unless that would push ink out of the field (a digit whose mass sits more than
+        4 px from its box's centre: the box then touches the field's edge).
 
     Raises:
         EmptyImageError: the image has no ink.
@@ -85,6 +96,7 @@ def normalize_digit(image: Image.Image | np.ndarray) -> np.ndarray:
     width = max(1, round(crop.shape[1] * scale))
     resized = Image.fromarray(crop, mode="F").resize((width, height), Image.Resampling.LANCZOS)
     patch = np.clip(np.asarray(resized, dtype=np.float32), 0.0, 1.0)  # (h, w), h and w <= 20
+    patch /= patch.max()  # thin strokes shrunk from a large image stay full-strength, like MNIST's ink
     top = _offset(patch.sum(axis=1), MNIST_SIZE - height)
     left = _offset(patch.sum(axis=0), MNIST_SIZE - width)
     canvas = np.zeros((MNIST_SIZE, MNIST_SIZE), dtype=np.float32)
@@ -106,7 +118,7 @@ def normalize_digits(images: Iterable[Image.Image | np.ndarray]) -> np.ndarray:
         try:
             normalised.append(normalize_digit(image))
         except EmptyImageError as error:
-            raise EmptyImageError(f"image {index}: {error}") from error
+            raise EmptyImageError(f"image {index}: {error}", index=index) from error
     if not normalised:
         return np.zeros((0, MNIST_SIZE, MNIST_SIZE), dtype=np.uint8)
     return np.stack(normalised)
@@ -135,6 +147,26 @@ def _offset(profile: np.ndarray, slack: int) -> int:
     return int(np.clip(round(MNIST_CENTRE - mass_centre), 0, slack))
 
 
+def _stretch(ink: np.ndarray, background: float) -> np.ndarray:
+    contrast = float(ink.max()) - background
+    if contrast < MIN_CONTRAST:
+        raise EmptyImageError(
+            f"the image has no ink: the strongest stroke differs from the background by {contrast:.3f} "
+            f"(at least {MIN_CONTRAST} needed)"
+        )
+    return np.clip((ink - background) / contrast, 0.0, 1.0)
+
+
+def _alpha_is_ink(rgba: np.ndarray) -> bool:
+    """A canvas drawing: a mostly transparent frame, and the opaque pixels all of one colour."""
+    alpha = rgba[..., 3]
+    frame = np.concatenate([alpha[0], alpha[-1], alpha[:, 0], alpha[:, -1]])
+    if np.median(frame) >= 0.5:  # an opaque picture (perhaps with a few transparent pixels)
+        return False
+    opaque = alpha > 0.5
+    return not opaque.any() or float(_to_gray(rgba[opaque]).std()) < PEN_COLOUR_SPREAD
+
+
 def _as_float_array(image: Image.Image | np.ndarray) -> np.ndarray:
     if isinstance(image, Image.Image):
         image = _pil_to_array(image)
@@ -147,16 +179,26 @@ def _as_float_array(image: Image.Image | np.ndarray) -> np.ndarray:
         raise ValueError(f"the image is empty: shape {pixels.shape}")
     if pixels.dtype == np.uint8:
         return pixels.astype(np.float32) / 255.0
+    if pixels.dtype == np.uint16:
+        return pixels.astype(np.float32) / 65535.0
+    if np.issubdtype(pixels.dtype, np.integer):
+        if pixels.min() < 0 or pixels.max() > 255:
+            raise ValueError(
+                f"{pixels.dtype} pixels span [{pixels.min()}, {pixels.max()}]: integers must be in 0-255 "
+                "(uint16: 0-65535)"
+            )
+        return pixels.astype(np.float32) / 255.0
     if pixels.dtype == np.bool_:
         return pixels.astype(np.float32)
     if np.issubdtype(pixels.dtype, np.floating):
         if not np.isfinite(pixels).all() or pixels.min() < 0.0 or pixels.max() > 1.0:
             raise ValueError("a float image must hold finite values in [0, 1]")
         return pixels.astype(np.float32)
-    raise ValueError(f"unsupported pixel type {pixels.dtype}: use uint8, bool or float in [0, 1]")
+    raise ValueError(f"unsupported pixel type {pixels.dtype}: use integers, bool or float in [0, 1]")
 
 
 def _pil_to_array(image: Image.Image) -> np.ndarray:
+    image = ImageOps.exif_transpose(image)  # a phone photo stored sideways is shown upright
     has_alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         pixels = np.asarray(image, dtype=np.float64)
@@ -167,9 +209,3 @@ def _pil_to_array(image: Image.Image) -> np.ndarray:
 
 def _to_gray(pixels: np.ndarray) -> np.ndarray:
     return pixels[..., :3] @ _LUMA
-
-
-def _frame_median(image: np.ndarray) -> float:
-    """Median of the outermost row and column of pixels: the background level of a digit image."""
-    frame = np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]])
-    return float(np.median(frame))

@@ -109,3 +109,60 @@ def test_pil_images_of_every_common_mode(mode):
 def test_arrays_that_are_not_images(bad, message):
     with pytest.raises(ValueError, match=message):
         to_ink(bad)
+
+
+def _photo(ink: np.ndarray) -> np.ndarray:
+    """Dark blue pen on off-white paper, (H, W, 3) uint8."""
+    weight = ink.astype(np.float32)[..., None] / 255
+    return (
+        (np.array([235, 230, 215]) * (1 - weight) + np.array([30, 30, 90]) * weight).round().astype(np.uint8)
+    )
+
+
+def test_rgba_photo_is_read_as_a_picture_not_as_a_canvas():
+    ink = draw_strokes(FOUR_STROKES)
+    expected = normalize_digit(_photo(ink))
+    with_holes = np.dstack([_photo(ink), np.full(ink.shape, 255, np.uint8)])
+    with_holes[:2, :2, 3] = 0  # a few transparent corner pixels
+    np.testing.assert_array_equal(normalize_digit(with_holes), expected)
+    margin = np.zeros((300, 300, 4), np.uint8)  # the photo on a transparent margin
+    margin[22:278, 22:278, :3] = _photo(ink)
+    margin[22:278, 22:278, 3] = 255
+    assert np.abs(normalize_digit(margin).astype(int) - expected).mean() < 3.0
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    upright = Image.fromarray(_photo(draw_strokes(SEVEN_STROKES)))
+    stored = upright.transpose(Image.Transpose.ROTATE_90)  # what a sideways camera writes...
+    exif = Image.Exif()
+    exif[0x0112] = 6  # ...with Orientation = rotate 90 clockwise to display
+    stored.save(tmp_path / "photo.jpg", exif=exif, quality=95)
+    out = normalize_digit(Image.open(tmp_path / "photo.jpg"))
+    assert np.abs(out.astype(int) - normalize_digit(upright)).mean() < 6.0
+
+
+def test_ink_touching_the_border_keeps_its_polarity():
+    """A tight crop of a bold, squarish 0: its outline is the whole frame; the hole must stay black."""
+    zero = np.full((60, 40), 255, np.uint8)
+    zero[6:-6, 6:-6] = 0  # ink: 44% of the pixels, 100% of the frame
+    out = normalize_digit(zero)
+    assert out[14, 14] == 0  # the hole
+    assert out[14, 4:24].max() == 255  # the sides
+
+
+@pytest.mark.parametrize(("size", "width"), [(1000, 6), (3000, 4), (3000, 1)])
+def test_thin_strokes_on_large_images_keep_full_strength(size, width):
+    strokes = [[(int(x * size / 256), int(y * size / 256)) for x, y in SEVEN_STROKES[0]]]
+    out = normalize_digit(draw_strokes(strokes, size=size, width=width))
+    assert out.max() == 255
+    assert (out > 64).sum() >= 20  # a visible stroke, not a few faint pixels
+
+
+def test_integer_arrays():
+    square = np.pad(np.full((10, 10), 255), 5)  # int64
+    np.testing.assert_array_equal(normalize_digit(square), normalize_digit(square.astype(np.uint8)))
+    np.testing.assert_array_equal(
+        normalize_digit(square.astype(np.uint16) * 257), normalize_digit(square.astype(np.uint8))
+    )
+    with pytest.raises(ValueError, match=r"integers must be in 0-255"):
+        normalize_digit(square * 2)

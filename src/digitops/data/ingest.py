@@ -44,7 +44,8 @@ def ingest_source(
             try:
                 images = normalize_digits(images)
             except EmptyImageError as error:
-                raise DataFileError(source.name, f"{split} split: {error}") from error
+                position = int(index[error.index]) if error.index is not None else "?"
+                raise DataFileError(source.name, f"{split} digit #{position} has no ink ({error})") from error
         columns["images"].append(images)
         columns["labels"].append(labels)
         columns["split"].append(np.full(len(labels), split))
