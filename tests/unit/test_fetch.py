@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import hashlib
+import shutil
 import socket
 import zipfile
 from dataclasses import replace
@@ -124,6 +125,7 @@ def _emnist_like(tmp_path: Path, url: str) -> tuple[Source, Path, np.ndarray]:
         "emnist-digits-test-labels-idx1-ubyte.gz": labels[:1],
     }
     archive_path = tmp_path / "www" / "gzip.zip"
+    archive_path.parent.mkdir(exist_ok=True)
     with zipfile.ZipFile(archive_path, "w") as bundle:
         for name, array in files.items():
             bundle.write(write_idx(made / name, array), f"gzip/{name}")
@@ -160,3 +162,55 @@ def test_emnist_archive_with_a_corrupt_member_is_deleted(tmp_path, http_server):
     with pytest.raises(DataFileError, match="not a valid zip archive"):
         fetch_source_files(source, None, cache, progress=False)
     assert list((cache / "emnist-digits").iterdir()) == []
+
+
+def test_a_url_serving_the_wrong_file_falls_back_to_the_next(tmp_path, tiny_file, http_server):
+    (http_server.root / "error.html").write_text("<html>moved</html>")
+    (http_server.root / tiny_file.name).write_bytes(tiny_file.read_bytes())
+    urls = (f"{http_server.url}/error.html", f"{http_server.url}/{tiny_file.name}")
+    paths = fetch_source_files(
+        _source(_remote(tiny_file, urls=urls)), None, tmp_path / "cache", progress=False
+    )
+    assert paths[tiny_file.name].read_bytes() == tiny_file.read_bytes()
+    only_wrong = _source(_remote(tiny_file, urls=urls[:1]))
+    with pytest.raises(DataFileError, match=r"error\.html: got 18 bytes, expected \d+"):
+        fetch_source_files(only_wrong, None, tmp_path / "other-cache", progress=False)
+
+
+def test_emnist_members_can_come_from_the_archive_in_a_mirror(tmp_path):
+    source, archive_path, images = _emnist_like(tmp_path, "http://127.0.0.1:9/unused")
+    mirror = tmp_path / "mirror"
+    (mirror / "emnist-digits").mkdir(parents=True)
+    mirrored = mirror / "emnist-digits" / "gzip.zip"
+    mirrored.write_bytes(archive_path.read_bytes())
+    paths = fetch_source_files(source, mirror, tmp_path / "cache", progress=False)
+    assert all(path.parent == tmp_path / "cache" / "emnist-digits" for path in paths.values())
+    np.testing.assert_array_equal(source.parse(paths)["train"][0], images)
+    assert mirrored.read_bytes() == archive_path.read_bytes()  # the mirror is read, never changed
+
+
+def test_every_damaged_archive_byte_gives_a_clear_error_or_verified_files(tmp_path):
+    """Flip each byte of the archive in turn: zipfile and zlib fail in many ways, all must surface as
+    DataFileError; where nothing notices the damage (a timestamp, say), the members still verify."""
+    source, archive_path, _ = _emnist_like(tmp_path, "http://127.0.0.1:9/unused")
+    original = archive_path.read_bytes()
+    mirrored = tmp_path / "mirror" / "emnist-digits" / "gzip.zip"
+    mirrored.parent.mkdir(parents=True)
+    failures = 0
+    for position in range(0, len(original), 4):  # every 4th byte: headers, directory and data alike
+        damaged = bytearray(original)
+        damaged[position] ^= 0x5A
+        mirrored.write_bytes(bytes(damaged))
+        cache = tmp_path / "cache"
+        shutil.rmtree(cache, ignore_errors=True)
+        try:
+            paths = fetch_source_files(source, tmp_path / "mirror", cache, progress=False)
+        except DataFileError:
+            failures += 1
+            assert list((cache / "emnist-digits").glob("*.gz")) == [] or all(
+                hashlib.sha256(p.read_bytes()).hexdigest() in {r.sha256 for r in source.files}
+                for p in (cache / "emnist-digits").glob("*.gz")
+            )
+        else:
+            assert {p.name for p in paths.values()} == {r.name for r in source.files}
+    assert failures > len(original) // 8

@@ -11,6 +11,7 @@ import os
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import BinaryIO
@@ -18,7 +19,7 @@ from typing import BinaryIO
 from tqdm import tqdm
 
 from digitops import __version__
-from digitops.data.sources import Archive, RemoteFile, Source
+from digitops.data.sources import RemoteFile, Source
 from digitops.errors import DataFileError
 from digitops.fingerprint import file_sha256
 from digitops.io import atomic_write
@@ -63,39 +64,57 @@ def fetch_source_files(
     Args:
         source: the source whose files are wanted.
         mirror: a folder holding `<source>/<file>`; when given, nothing is downloaded and a missing file
-            is an error.
-        cache: downloads go to `<cache>/<source>/<file>` and are reused on the next call.
+            is an error. A file published inside an archive may also be taken from the archive itself
+            (`<mirror>/emnist-digits/gzip.zip`): it is extracted into the cache, the mirror is not touched.
+        cache: downloads and extractions go to `<cache>/<source>/<file>` and are reused on the next call.
         progress: show a progress bar while downloading.
 
     Returns:
         file name -> path.
     """
-    if mirror is not None:
-        return {remote.name: _from_mirror(mirror / source.name, remote) for remote in source.files}
-
+    mirror_folder = mirror / source.name if mirror is not None else None
     folder = cache / source.name
-    missing = []
+    paths: dict[str, Path] = {}
+    to_extract: list[RemoteFile] = []
     for remote in source.files:
-        path = folder / remote.name
+        if mirror_folder is not None and not _archive_in_mirror(mirror_folder, remote):
+            paths[remote.name] = _from_mirror(mirror_folder, remote)
+            continue
+        path = paths[remote.name] = folder / remote.name
         if path.exists():
             _verify_cached(path, remote)
+        elif remote.archive is not None:
+            to_extract.append(remote)
         else:
-            missing.append(remote)
-    for remote in missing:
-        if remote.archive is None:
-            _download(remote.urls, folder / remote.name, remote.size, remote.sha256, progress)
-    for archive in {remote.archive for remote in missing if remote.archive is not None}:
-        members = [remote for remote in missing if remote.archive == archive]
-        _fetch_from_archive(archive, members, folder, progress)
-    return {remote.name: folder / remote.name for remote in source.files}
+            _download(remote.urls, path, remote.size, remote.sha256, progress)
+    for archive in {remote.archive for remote in to_extract if remote.archive is not None}:
+        members = [remote for remote in to_extract if remote.archive == archive]
+        if mirror_folder is not None:
+            _extract_verified(mirror_folder / archive.name, members, folder, delete_archive=False)
+        else:
+            archive_path = folder / archive.name
+            if not archive_path.exists():
+                _download(archive.urls, archive_path, archive.approx_bytes, None, progress)
+            _extract_verified(archive_path, members, folder, delete_archive=True)
+    return paths
+
+
+def _archive_in_mirror(mirror_folder: Path, remote: RemoteFile) -> bool:
+    """True when the mirror lacks the file itself but holds the archive it is published in."""
+    return (
+        remote.archive is not None
+        and not (mirror_folder / remote.name).exists()
+        and (mirror_folder / remote.archive.name).is_file()
+    )
 
 
 def _from_mirror(folder: Path, remote: RemoteFile) -> Path:
     path = folder / remote.name
     if not path.is_file():
+        alternative = f" (or the archive {remote.archive.name} that holds it)" if remote.archive else ""
         raise DataFileError(
             path,
-            f"missing from the mirror ({MIRROR_ENV}); expected the original {remote.name}, "
+            f"missing from the mirror ({MIRROR_ENV}); expected the original {remote.name}{alternative}, "
             f"{remote.size} bytes, sha256 {remote.sha256}",
         )
     verify_file(path, remote)
@@ -109,32 +128,35 @@ def _verify_cached(path: Path, remote: RemoteFile) -> None:
         raise DataFileError(path, f"{error.problem}; delete it to download it again") from error
 
 
-def _fetch_from_archive(archive: Archive, members: Iterable[RemoteFile], folder: Path, progress: bool) -> None:
-    """Download `archive` once, extract and verify `members`, then delete the archive."""
-    archive_path = folder / archive.name
-    if not archive_path.exists():
-        _download(archive.urls, archive_path, archive.approx_bytes, None, progress)
+def _extract_verified(archive_path: Path, members: Iterable[RemoteFile], folder: Path, delete_archive: bool) -> None:
+    """Extract `members` of a zip archive into `folder`, verifying each; then delete a downloaded archive.
+
+    A corrupt downloaded archive is deleted too, so that the next run downloads it again.
+    """
     try:
         with zipfile.ZipFile(archive_path) as bundle:
             for remote in members:
                 try:
-                    source_handle = bundle.open(remote.member)
+                    member = bundle.open(remote.member)
                 except KeyError:
                     raise DataFileError(archive_path, f"has no member {remote.member}") from None
-                with source_handle:
-                    _copy_verified(source_handle, folder / remote.name, remote.size, remote.sha256, None)
-    except (zipfile.BadZipFile, DataFileError) as error:
-        archive_path.unlink(missing_ok=True)  # corrupt: the next run downloads it again
+                with member:
+                    _copy_verified(member, folder / remote.name, remote.size, remote.sha256, None)
+    # A damaged zip can fail in many ways inside zipfile and zlib; each becomes one clear error.
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError, ValueError, DataFileError) as error:
+        if delete_archive:
+            archive_path.unlink(missing_ok=True)
         if isinstance(error, DataFileError):
             raise
-        raise DataFileError(archive_path, f"not a valid zip archive ({error}); deleted") from error
-    archive_path.unlink()
+        raise DataFileError(archive_path, f"not a valid zip archive ({error})") from error
+    if delete_archive:
+        archive_path.unlink()
 
 
 def _download(urls: Iterable[str], dest: Path, size: int, sha256: str | None, progress: bool) -> None:
-    """Download the first URL that answers into `dest`, verifying the SHA-256 before the file appears."""
+    """Download the first URL that serves the right file into `dest`; it appears only once verified."""
     errors = []
-    for url in urls:
+    for url in urls:  # the next URL is tried when one fails or serves something else (an error page)
         request = urllib.request.Request(url, headers={"User-Agent": f"digitops/{__version__}"})
         try:
             with urllib.request.urlopen(request, timeout=_TIMEOUT_S) as response:
@@ -145,6 +167,8 @@ def _download(urls: Iterable[str], dest: Path, size: int, sha256: str | None, pr
             return
         except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
             errors.append(f"{url}: {error}")
+        except DataFileError as error:
+            errors.append(f"{url}: {error.problem}")
     raise DataFileError(
         dest,
         "could not be downloaded (" + "; ".join(errors) + f"); to work offline, set {MIRROR_ENV} "
