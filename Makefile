@@ -12,7 +12,7 @@ LOCK_PLATFORM := --python-version 3.11 --python-platform x86_64-manylinux_2_28
 # Offline: read the original dataset files from ../shared/datasets when it exists, unless the
 # environment already names a mirror. Without a mirror, ingest downloads from the official URLs.
 SHARED_DATASETS := $(abspath ../shared/datasets)
-ifneq ($(wildcard $(SHARED_DATASETS)/SHA256SUMS),)
+ifneq ($(wildcard $(SHARED_DATASETS)/.),)
 export DIGITOPS_DATA_MIRROR ?= $(SHARED_DATASETS)
 endif
 # Stages run `python -m pipeline.<stage>`: the virtualenv's python.

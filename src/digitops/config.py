@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, ValidationError, field_validator
 
 from digitops.data.sources import SOURCES
 from digitops.errors import ConfigError
@@ -33,13 +33,14 @@ class PathsParams(_Section):
 
 
 class BaseParams(_Section):
-    seed: int
+    seed: NonNegativeInt
     paths: PathsParams
 
 
 class IngestParams(_Section):
     sources: tuple[str, ...] = Field(min_length=1)
-    max_per_split: PositiveInt | None  # cap per source and official split, stratified by label
+    # Cap per source and official split, stratified by label; under 10 a digit would go missing.
+    max_per_split: Annotated[int, Field(ge=10)] | None
 
     @field_validator("sources")
     @classmethod

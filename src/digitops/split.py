@@ -12,6 +12,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from digitops.errors import DataContractError
 from digitops.fingerprint import image_hashes
 from digitops.sampling import stratified_sample
 
@@ -35,6 +36,9 @@ def assign_splits(
 
     Returns:
         (N,) str: 'train', 'val' or 'test'.
+
+    Raises:
+        DataContractError: the fraction would leave val or train empty.
     """
     splits = np.where(official_splits == "test", "test", "train").astype("U5")
     train_rows = np.flatnonzero(official_splits == "train")
@@ -44,7 +48,13 @@ def assign_splits(
     group_strata = np.char.add(
         np.char.add(sources[group_rows].astype(str), "/"), labels[group_rows].astype(str)
     )
-    val_groups = stratified_sample(group_strata, round(val_fraction * len(distinct)), rng)
+    val_count = round(val_fraction * len(distinct))
+    if not 0 < val_count < len(distinct):
+        raise DataContractError(
+            f"val_fraction {val_fraction} of {len(distinct)} distinct training images leaves "
+            f"{val_count} for validation and {len(distinct) - val_count} for training: both need some"
+        )
+    val_groups = stratified_sample(group_strata, val_count, rng)
     is_val_group = np.zeros(len(distinct), dtype=bool)
     is_val_group[val_groups] = True
     splits[train_rows[is_val_group[group_of]]] = "val"

@@ -18,6 +18,8 @@ DEFAULT_MIX = PARAMS.ingest.sources
 
 
 def test_registry_checksums_match_the_published_list(mirror):
+    if not (mirror / "SHA256SUMS").exists():
+        pytest.skip("this mirror has no SHA256SUMS list to compare with")
     published = {}
     for line in (mirror / "SHA256SUMS").read_text().splitlines():
         digest, name = line.split(maxsplit=1)

@@ -52,7 +52,8 @@ def test_unknown_source_lists_the_known_ones(tmp_path, params_dict):
     ("section", "key", "value", "message"),
     [
         ("split", "val_fraction", 1.5, r"split\.val_fraction"),
-        ("ingest", "max_per_split", 0, r"ingest\.max_per_split"),
+        ("ingest", "max_per_split", 9, r"ingest\.max_per_split"),
+        ("base", "seed", -1, r"base\.seed"),
         ("ingest", "sources", [], r"ingest\.sources"),
         ("ingest", "sources", ["usps", "usps"], "listed twice"),
         ("base", "seed", "abc", r"base\.seed"),

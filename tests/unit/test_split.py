@@ -3,6 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from digitops.errors import DataContractError
 from digitops.sampling import stratified_sample
 from digitops.split import assign_splits, count_table, split_dataset
 from tests.fakes import interim_arrays
@@ -49,6 +50,16 @@ def test_duplicates_never_straddle_train_and_val():
     for hash_ in np.unique(hashes):
         assert len(set(splits[hashes == hash_])) == 1
     assert 0.25 < (splits == "val").mean() < 0.35
+
+
+@pytest.mark.parametrize("fraction", [0.0001, 0.9999])
+def test_a_fraction_that_empties_val_or_train_is_refused(fraction):
+    labels = np.arange(100) % 10
+    hashes = np.array([f"h{i}" for i in range(100)])
+    with pytest.raises(DataContractError, match="both need some"):
+        assign_splits(
+            np.full(100, "usps"), labels, np.full(100, "train"), hashes, fraction, np.random.default_rng(0)
+        )
 
 
 @pytest.fixture(scope="module")
