@@ -8,10 +8,18 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeInt,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+)
 
 from digitops.data.sources import SOURCES
 from digitops.errors import ConfigError
@@ -30,6 +38,9 @@ class PathsParams(_Section):
     interim: Path  # ingest -> <interim>/<source>.npz
     prepared: Path  # split -> train/val/test.npz + manifest.parquet
     reports: Path  # validation report, split counts
+    models: Path  # candidate.keras, run.json
+    metrics: Path  # train.json, eval.json
+    plots: Path  # train/, eval/
 
 
 class BaseParams(_Section):
@@ -65,11 +76,44 @@ class SplitParams(_Section):
     val_fraction: float = Field(gt=0.0, lt=1.0)
 
 
+class TrainParams(_Section):
+    model: str  # a name from digitops.models.list_models(); checked when the train stage builds it
+    model_kwargs: dict[str, Any]  # passed to the model's factory, e.g. {width: 32}
+    epochs: PositiveInt
+    batch_size: PositiveInt
+    learning_rate: float = Field(gt=0)
+    clipnorm: float = Field(gt=0)  # Adam's gradient-norm clipping
+    lr_schedule: Literal["cosine", "plateau"]  # cosine decay, or ReduceLROnPlateau on val accuracy
+    early_stopping_patience: PositiveInt  # epochs without a better val accuracy before stopping
+    label_smoothing: Fraction
+
+
+class RobustnessParams(_Section):
+    samples: PositiveInt  # test digits per perturbation (a stratified subset)
+    rotations: tuple[float, ...]  # degrees
+    shifts: tuple[int, ...]  # pixels, applied along x and along y
+    noise_std: float = Field(ge=0)  # Gaussian noise, in grey levels (0-255)
+
+
+class EvaluateParams(_Section):
+    batch_size: PositiveInt
+    calibration_bins: PositiveInt  # bins of the expected calibration error
+    misclassified_grid: PositiveInt  # how many misclassified test digits the grid shows
+    robustness: RobustnessParams
+
+
+class TrackingParams(_Section):
+    experiment: str = Field(min_length=1)  # MLflow experiment that every pipeline run logs to
+
+
 class Params(_Section):
     base: BaseParams
     ingest: IngestParams
     validate_: ValidateParams = Field(alias="validate")
     split: SplitParams
+    train: TrainParams
+    evaluate: EvaluateParams
+    tracking: TrackingParams
 
 
 def load_params(path: str | os.PathLike = "params.yaml") -> Params:

@@ -1,8 +1,10 @@
-"""The real pipeline: `dvc repro` in a temporary copy of the repository, on a small cap of the real data."""
+"""The real pipeline: `dvc repro` in a temporary copy of the repository, on the smoke profile (a small cap
+of the real data, a small model, two epochs), with a real MLflow store."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -12,12 +14,21 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from mlflow import MlflowClient
 
 from tests.fakes import REPO_ROOT
 
 pytestmark = [pytest.mark.pipeline, pytest.mark.slow]
 
-CAP = 200
+CAP = 500
+SMOKE = [  # the smoke profile, as `dvc exp run -S` overrides would set it
+    ("ingest", "max_per_split", CAP),
+    ("train", "model", "seed004"),
+    ("train", "epochs", 3),
+    ("train", "batch_size", 64),
+    ("train", "learning_rate", 0.005),
+]
+STAGES = ["ingest", "validate", "split", "train", "evaluate"]
 PROJECT_FILES = ["dvc.yaml", "params.yaml", ".dvcignore", ".gitignore", ".dvc/config", ".dvc/.gitignore"]
 PROJECT_DIRS = ["pipeline", "src"]
 MIX_FILES = [
@@ -42,6 +53,10 @@ def _set_params(repo: Path, section: str, key: str, value) -> None:
     params = yaml.safe_load(path.read_text())
     params[section][key] = value
     path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def _mlflow(repo: Path) -> MlflowClient:
+    return MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
 
 
 def _digests(folder: Path) -> dict[str, str]:
@@ -70,7 +85,8 @@ def repo(tmp_path_factory, env):
             REPO_ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
         )
     _run(["git", "init", "-q"], repo, env)
-    _set_params(repo, "ingest", "max_per_split", CAP)
+    for section, key, value in SMOKE:
+        _set_params(repo, section, key, value)
     env["PYTHONPATH"] = str(repo / "src")  # the copy's library, not the checkout's
     _run(["dvc", "repro"], repo, env)
     return repo
@@ -81,7 +97,7 @@ def test_repro_builds_the_split_from_the_mirror(repo):
     counts = manifest.groupby(["source", "split"], observed=True).size().unstack()
     assert counts.loc["mnist", "test"] == counts.loc["usps", "test"] == CAP
     assert counts.loc["mnist", ["train", "val"]].sum() == counts.loc["usps", ["train", "val"]].sum() == CAP
-    assert 15 <= counts.loc["mnist", "val"] <= 25  # val_fraction 0.1 of the training data
+    assert 45 <= counts.loc["mnist", "val"] <= 55  # val_fraction 0.1 of the training data
     assert {p.name for p in (repo / "data/prepared").iterdir()} == {
         "train.npz",
         "val.npz",
@@ -96,14 +112,35 @@ def test_repro_builds_the_split_from_the_mirror(repo):
 def test_second_repro_does_nothing_and_status_is_clean(repo, env):
     again = _run(["dvc", "repro"], repo, env)
     assert "Running stage" not in again.stdout
-    assert again.stdout.count("didn't change, skipping") == 3
+    assert again.stdout.count("didn't change, skipping") == len(STAGES)
     status = _run(["dvc", "status"], repo, env)
     assert "Data and pipelines are up to date." in status.stdout
 
 
-def test_a_forced_rerun_reproduces_every_output_byte_for_byte(repo, env):
+def test_train_and_evaluate_fill_one_mlflow_run(repo):
+    run_id = json.loads((repo / "models/run.json").read_text())["run_id"]
+    client = _mlflow(repo)
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.params["train.model"] == "seed004" and run.data.params["ingest.max_per_split"] == str(CAP)
+    assert len(client.get_metric_history(run_id, "epoch.val_accuracy")) == 3
+    evaluation = json.loads((repo / "metrics/eval.json").read_text())
+    assert set(evaluation) == {"mnist", "usps", "overall", "robustness"}
+    assert evaluation["mnist"]["count"] == CAP and evaluation["overall"]["count"] == 2 * CAP
+    assert run.data.metrics["test.overall.accuracy"] == pytest.approx(evaluation["overall"]["accuracy"])
+    assert evaluation["overall"]["accuracy"] > 0.7  # 3 epochs on 1,800 digits: far above chance (0.1)
+    assert "robustness.rotate_30" in run.data.metrics and "robustness.inverted" in run.data.metrics
+    assert len(run.data.tags["data.train.npz.sha256"]) == 64
+    artifacts = {item.path for item in client.list_artifacts(run_id, "eval")}
+    assert artifacts == {"eval/confusion.csv", "eval/confusion.png", "eval/misclassified.png"}
+    assert (repo / "mlartifacts").is_dir()
+    models = client.search_logged_models(experiment_ids=[run.info.experiment_id])
+    assert [model.source_run_id for model in models] == [run_id]
+
+
+def test_a_forced_rerun_reproduces_every_data_output_byte_for_byte(repo, env):
     before = {folder: _digests(repo / folder) for folder in ("data/interim", "data/prepared", "reports")}
-    _run(["dvc", "repro", "--force"], repo, env)
+    _run(["dvc", "repro", "--force", "split"], repo, env)  # ingest, validate and split again
     after = {folder: _digests(repo / folder) for folder in ("data/interim", "data/prepared", "reports")}
     assert after == before
     assert "Data and pipelines are up to date." in _run(["dvc", "status"], repo, env).stdout
@@ -149,3 +186,21 @@ def test_a_contract_violation_fails_repro_and_keeps_the_previous_outputs(repo, e
         _set_params(repo, "validate", "max_class_fraction", 0.2)
     _run(["dvc", "repro"], repo, env)
     assert "Data and pipelines are up to date." in _run(["dvc", "status"], repo, env).stdout
+
+
+def test_dvc_experiments_become_comparable_mlflow_runs(repo, env):
+    """`dvc exp run -S ...` twice: two more MLflow runs in the same experiment, their params side by side."""
+    _run(["git", "add", "-A"], repo, env)
+    _run(
+        ["git", "-c", "user.name=test", "-c", "user.email=test@example.com", "commit", "-qm", "smoke"],
+        repo,
+        env,
+    )
+    before = {run.info.run_id for run in _mlflow(repo).search_runs(experiment_ids=["1"])}
+    for model in ("seed002", "seed004"):
+        _run(["dvc", "exp", "run", "-S", f"train.model={model}", "-S", "train.epochs=1"], repo, env)
+    runs = [run for run in _mlflow(repo).search_runs(experiment_ids=["1"]) if run.info.run_id not in before]
+    assert sorted(run.data.params["train.model"] for run in runs) == ["seed002", "seed004"]
+    assert all(run.data.params["train.epochs"] == "1" for run in runs)
+    assert all(run.data.tags.get("dvc.experiment") for run in runs)
+    assert all("test.overall.accuracy" in run.data.metrics for run in runs)

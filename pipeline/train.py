@@ -1,0 +1,71 @@
+"""Stage train: <prepared>/{train,val}.npz -> <models>/candidate.keras and run.json, <metrics>/train.json,
+<plots>/train/history.csv. Starts the pipeline run's MLflow run: params, data fingerprints, per-epoch
+metrics and the model (with its signature and an input example)."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
+
+import tempfile
+import time
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+
+from digitops.config import load_params
+from digitops.errors import run_stage
+from digitops.io import atomic_path, atomic_write, load_npz, write_json
+from digitops.tracking import EpochMetrics, configure, flatten, run_tags
+from digitops.train import train_model
+
+
+def main() -> None:
+    params = load_params()
+    paths = params.base.paths
+    root = Path.cwd()
+    train = load_npz(paths.prepared / "train.npz")
+    val = load_npz(paths.prepared / "val.npz")
+    tracking_uri = configure(params.tracking.experiment, root)
+
+    with tempfile.TemporaryDirectory() as scratch, mlflow.start_run() as run:
+        mlflow.log_params(flatten(params.model_dump(by_alias=True, mode="json")))
+        mlflow.set_tags(run_tags(root, sorted(paths.prepared.glob("*.npz"))))
+        started = time.perf_counter()
+        model, history = train_model(
+            (train["images"], train["labels"]),
+            (val["images"], val["labels"]),
+            params.train,
+            params.base.seed,
+            checkpoint_path=Path(scratch) / "best.keras",
+            callbacks=[EpochMetrics()],
+            verbose=2,
+        )
+        seconds = time.perf_counter() - started
+        epochs = len(history.history["loss"])
+        summary = {
+            "best_val_accuracy": max(history.history["val_accuracy"]),
+            "epochs": epochs,
+            "parameters": model.count_params(),
+            "train_seconds": round(seconds, 1),
+            "train_images_per_second": round(len(train["labels"]) * epochs / seconds, 1),
+        }
+        mlflow.log_metrics({f"train.{name}": value for name, value in summary.items()})
+        mlflow.tensorflow.log_model(model, name="model", input_example=val["images"][:4])
+
+    with atomic_path(paths.models / "candidate.keras") as tmp_model:
+        model.save(tmp_model)
+    write_json(paths.models / "run.json", {"run_id": run.info.run_id, "tracking_uri": tracking_uri})
+    write_json(paths.metrics / "train.json", summary)
+    history_table = pd.DataFrame(history.history).rename_axis("epoch").reset_index()
+    history_table["epoch"] += 1
+    with atomic_write(paths.plots / "train" / "history.csv", "w") as handle:
+        history_table.to_csv(handle, index=False)
+    best = summary["best_val_accuracy"]
+    print(f"MLflow run {run.info.run_id} in {tracking_uri}: best val accuracy {best:.4f}")
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,170 @@
+"""Evaluation on arrays: accuracy, macro-F1 and calibration per source and overall, the confusion matrix,
+and robustness to rotations, shifts, noise and inverted colours. Plots are drawn by `plots_*`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from sklearn.metrics import f1_score
+
+from digitops.config import RobustnessParams
+from digitops.sampling import stratified_sample
+
+NUM_CLASSES = 10
+Predict = Callable[[np.ndarray], np.ndarray]  # (N, 28, 28) uint8 -> (N, 10) probabilities
+
+
+def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int) -> float:
+    """|accuracy - confidence| averaged over equal-width confidence bins, weighted by their share.
+
+    Args:
+        probabilities: (N, 10); labels: (N,) int.
+    """
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == labels
+    which = np.minimum((confidence * bins).astype(int), bins - 1)
+    error = 0.0
+    for b in range(bins):
+        members = which == b
+        if members.any():
+            error += members.mean() * abs(correct[members].mean() - confidence[members].mean())
+    return float(error)
+
+
+def classification_metrics(probabilities: np.ndarray, labels: np.ndarray, bins: int) -> dict[str, float]:
+    """accuracy, macro_f1, ece and count for one set of predictions."""
+    predicted = probabilities.argmax(axis=1)
+    return {
+        "accuracy": float((predicted == labels).mean()),
+        "macro_f1": float(
+            f1_score(labels, predicted, average="macro", labels=range(NUM_CLASSES), zero_division=0)
+        ),
+        "ece": expected_calibration_error(probabilities, labels, bins),
+        "count": len(labels),
+    }
+
+
+def metrics_by_source(
+    probabilities: np.ndarray, labels: np.ndarray, sources: np.ndarray, bins: int
+) -> dict[str, dict[str, float]]:
+    """classification_metrics for each source (by name) and for all of them ("overall")."""
+    results = {
+        str(source): classification_metrics(probabilities[sources == source], labels[sources == source], bins)
+        for source in dict.fromkeys(sources.tolist())
+    }
+    results["overall"] = classification_metrics(probabilities, labels, bins)
+    return results
+
+
+def rotate(images: np.ndarray, degrees: float) -> np.ndarray:
+    """Rotate each (28, 28) uint8 image about its centre (bilinear, black fill)."""
+    return np.stack(
+        [np.asarray(Image.fromarray(image).rotate(degrees, Image.Resampling.BILINEAR)) for image in images]
+    )
+
+
+def shift(images: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """Translate each image by whole pixels, filling with black (no wrap-around)."""
+    shifted = np.zeros_like(images)
+    height, width = images.shape[1:]
+    shifted[:, max(dy, 0) : height + min(dy, 0), max(dx, 0) : width + min(dx, 0)] = images[
+        :, max(-dy, 0) : height + min(-dy, 0), max(-dx, 0) : width + min(-dx, 0)
+    ]
+    return shifted
+
+
+def add_noise(images: np.ndarray, std: float, rng: np.random.Generator) -> np.ndarray:
+    """Add Gaussian noise of `std` grey levels, clipped to 0-255."""
+    noisy = images.astype(np.float32) + rng.normal(0.0, std, images.shape)
+    return np.clip(np.round(noisy), 0, 255).astype(np.uint8)
+
+
+def robustness(
+    predict: Predict, images: np.ndarray, labels: np.ndarray, params: RobustnessParams, seed: int
+) -> dict[str, float]:
+    """Accuracy on perturbed copies of a stratified subset of the test digits.
+
+    Keys: clean, rotate_<deg>, shift_x_<px>, shift_y_<px>, noise_<std>, inverted.
+    """
+    rng = np.random.default_rng(seed)
+    subset = stratified_sample(labels, params.samples, rng)
+    images, labels = images[subset], labels[subset]
+    variants: dict[str, np.ndarray] = {"clean": images}
+    for degrees in params.rotations:
+        variants[f"rotate_{degrees:g}"] = rotate(images, degrees)
+    for pixels in params.shifts:
+        variants[f"shift_x_{pixels}"] = shift(images, 0, pixels)
+        variants[f"shift_y_{pixels}"] = shift(images, pixels, 0)
+    variants[f"noise_{params.noise_std:g}"] = add_noise(images, params.noise_std, rng)
+    variants["inverted"] = 255 - images
+    return {
+        name: float((predict(variant).argmax(axis=1) == labels).mean()) for name, variant in variants.items()
+    }
+
+
+def confusion_counts(labels: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    """(10, 10) int64: rows are true digits, columns predicted digits."""
+    return np.bincount(labels * NUM_CLASSES + predicted, minlength=NUM_CLASSES**2).reshape(
+        NUM_CLASSES, NUM_CLASSES
+    )
+
+
+def plot_confusion(counts: np.ndarray, title: str) -> Any:
+    """A matplotlib figure of the confusion matrix, with its counts written in the cells."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(7, 6))
+    shown = axes.imshow(np.log1p(counts), cmap="Blues")
+    for (row, col), count in np.ndenumerate(counts):
+        if count:
+            colour = "white" if count > counts.max() / 3 else "black"
+            axes.text(col, row, str(count), ha="center", va="center", fontsize=7, color=colour)
+    axes.set(xticks=range(10), yticks=range(10), xlabel="predicted", ylabel="true", title=title)
+    figure.colorbar(shown, ax=axes, label="log(1 + count)")
+    figure.tight_layout()
+    return figure
+
+
+def plot_misclassified(
+    images: np.ndarray, labels: np.ndarray, predicted: np.ndarray, sources: np.ndarray, limit: int
+) -> Any:
+    """A grid of up to `limit` misclassified digits, each titled 'true→predicted (source)'."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    wrong = np.flatnonzero(labels != predicted)[:limit]
+    columns = 8
+    rows = max(1, int(np.ceil(len(wrong) / columns)))
+    figure, axes = plt.subplots(rows, columns, figsize=(columns * 1.3, rows * 1.5), squeeze=False)
+    for axis in axes.ravel():
+        axis.axis("off")
+    for axis, index in zip(axes.ravel(), wrong, strict=False):
+        axis.imshow(images[index], cmap="gray", vmin=0, vmax=255)
+        axis.set_title(f"{labels[index]}→{predicted[index]} ({sources[index]})", fontsize=7)
+    figure.suptitle(
+        f"{len(wrong)} of {int((labels != predicted).sum())} misclassified test digits (true→predicted)"
+    )
+    figure.tight_layout()
+    return figure
+
+
+def evaluation_report(
+    probabilities: np.ndarray,
+    labels: np.ndarray,
+    sources: np.ndarray,
+    robustness_accuracy: Mapping[str, float],
+    bins: int,
+) -> dict[str, Any]:
+    """metrics/eval.json: {<source>: {...}, "overall": {...}, "robustness": {...}}."""
+    return {
+        **metrics_by_source(probabilities, labels, sources, bins),
+        "robustness": dict(robustness_accuracy),
+    }

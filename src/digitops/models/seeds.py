@@ -1,0 +1,89 @@
+"""The architectures of the seed projects, kept for comparison (see docs/results.md)."""
+
+from __future__ import annotations
+
+import keras
+from keras import layers, regularizers
+
+from digitops.models.registry import classifier_head, digit_input, register_model
+
+
+@register_model
+def seed000(dropout: float = 0.5) -> keras.Model:
+    """LeNet-style: conv 5x5 32 -> pool -> conv 5x5 64 -> pool -> dense 1024 -> dropout (3.27 M params)."""
+    inputs, x = digit_input()
+    x = layers.Conv2D(32, 5, padding="same", activation="relu")(x)
+    x = layers.MaxPooling2D()(x)
+    x = layers.Conv2D(64, 5, padding="same", activation="relu")(x)
+    x = layers.MaxPooling2D()(x)
+    x = layers.Flatten()(x)
+    x = layers.Dense(1024, activation="relu")(x)
+    x = layers.Dropout(dropout)(x)
+    return keras.Model(inputs, classifier_head(x), name="seed000")
+
+
+@register_model
+def seed001(dropout: float = 0.25) -> keras.Model:
+    """A CNN with batch norm and dropout: two blocks of two 3x3 convs (32, 64), dense 256."""
+    inputs, x = digit_input()
+    for filters in (32, 64):
+        for _ in range(2):
+            x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
+            x = layers.BatchNormalization()(x)
+            x = layers.Activation("relu")(x)
+        x = layers.MaxPooling2D()(x)
+        x = layers.Dropout(dropout)(x)
+    x = layers.Flatten()(x)
+    x = layers.Dense(256, use_bias=False)(x)
+    x = layers.BatchNormalization()(x)
+    x = layers.Activation("relu")(x)
+    x = layers.Dropout(2 * dropout)(x)
+    return keras.Model(inputs, classifier_head(x), name="seed001")
+
+
+@register_model
+def seed002(l2: float = 0.0, dropout: float = 0.0) -> keras.Model:
+    """The Keras tutorial CNN: conv 3x3 32 -> pool -> conv 64 -> pool -> conv 64 -> dense 64,
+    with optional L2 weight decay and dropout."""
+    regulariser = regularizers.l2(l2) if l2 else None
+    inputs, x = digit_input()
+    x = layers.Conv2D(32, 3, activation="relu", kernel_regularizer=regulariser)(x)
+    x = layers.MaxPooling2D()(x)
+    x = layers.Conv2D(64, 3, activation="relu", kernel_regularizer=regulariser)(x)
+    x = layers.MaxPooling2D()(x)
+    x = layers.Conv2D(64, 3, activation="relu", kernel_regularizer=regulariser)(x)
+    x = layers.Flatten()(x)
+    x = layers.Dense(64, activation="relu", kernel_regularizer=regulariser)(x)
+    if dropout:
+        x = layers.Dropout(dropout)(x)
+    return keras.Model(inputs, classifier_head(x), name="seed002")
+
+
+@register_model
+def seed003(l2: float = 1e-4) -> keras.Model:
+    """The deep 3-block CNN: two 3x3 convs per block (32, 96, 128) with BN, max-pool, SpatialDropout2D
+    0.2; dense 1050 with L2, BN, dropout 0.5 (1.61 M params)."""
+    inputs, x = digit_input()
+    for filters in (32, 96, 128):
+        for _ in range(2):
+            x = layers.Conv2D(filters, 3, padding="same", activation="relu")(x)
+            x = layers.BatchNormalization()(x)
+        x = layers.MaxPooling2D()(x)
+        x = layers.SpatialDropout2D(0.2)(x)
+    x = layers.Flatten()(x)
+    x = layers.Dense(1050, activation="relu", kernel_regularizer=regularizers.l2(l2))(x)
+    x = layers.BatchNormalization()(x)
+    x = layers.Dropout(0.5)(x)
+    return keras.Model(inputs, classifier_head(x), name="seed003")
+
+
+@register_model
+def seed004() -> keras.Model:
+    """The small CNN: conv 5x5 16 -> pool -> conv 5x5 32 -> pool -> linear."""
+    inputs, x = digit_input()
+    x = layers.Conv2D(16, 5, padding="same", activation="relu")(x)
+    x = layers.MaxPooling2D()(x)
+    x = layers.Conv2D(32, 5, padding="same", activation="relu")(x)
+    x = layers.MaxPooling2D()(x)
+    x = layers.Flatten()(x)
+    return keras.Model(inputs, classifier_head(x), name="seed004")
