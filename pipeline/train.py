@@ -1,6 +1,6 @@
-"""Stage train: <prepared>/{train,val}.npz -> <models>/candidate.keras and run.json, <metrics>/train.json,
-<plots>/train/history.csv. Starts the pipeline run's MLflow run: params, data fingerprints, per-epoch
-metrics and the model (with its signature and an input example)."""
+"""Stage train: <augmented>/train.npz and <prepared>/val.npz -> <models>/candidate.keras and run.json,
+<metrics>/train.json, <plots>/train/history.csv. Starts the pipeline run's MLflow run: params, data
+fingerprints, per-epoch metrics and the model (with its signature and an input example)."""
 
 from __future__ import annotations
 
@@ -26,13 +26,15 @@ def main() -> None:
     params = load_params()
     paths = params.base.paths
     root = Path.cwd()
-    train = load_npz(paths.prepared / "train.npz")
+    train = load_npz(paths.augmented / "train.npz")
     val = load_npz(paths.prepared / "val.npz")
     tracking_uri = configure(params.tracking.experiment, root)
 
     with tempfile.TemporaryDirectory() as scratch, mlflow.start_run() as run:
         mlflow.log_params(flatten(params.model_dump(by_alias=True, mode="json")))
-        mlflow.set_tags(run_tags(root, sorted(paths.prepared.glob("*.npz"))))
+        mlflow.set_tags(
+            run_tags(root, [paths.augmented / "train.npz", *sorted(paths.prepared.glob("*.npz"))])
+        )
         started = time.perf_counter()
         model, history = train_model(
             (train["images"], train["labels"]),

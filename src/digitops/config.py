@@ -37,6 +37,7 @@ class PathsParams(_Section):
     raw: Path  # download cache for original files (unused when DIGITOPS_DATA_MIRROR is set)
     interim: Path  # ingest -> <interim>/<source>.npz
     prepared: Path  # split -> train/val/test.npz + manifest.parquet
+    augmented: Path  # augment -> train.npz
     reports: Path  # validation report, split counts
     models: Path  # candidate.keras, run.json
     metrics: Path  # train.json, eval.json
@@ -76,6 +77,48 @@ class SplitParams(_Section):
     val_fraction: float = Field(gt=0.0, lt=1.0)
 
 
+class AffineParams(_Section):
+    p: Fraction
+    rotate: float = Field(ge=0)  # degrees, either way
+    shear: float = Field(ge=0)  # degrees, either way
+    scale: tuple[float, float]  # zoom range
+    shift_px: int = Field(ge=0)  # pixels, either way
+
+
+class ElasticParams(_Section):
+    p: Fraction
+    alpha: float = Field(ge=0)  # displacement strength
+    sigma: float = Field(gt=0)  # smoothness of the displacement field
+
+
+class NoiseParams(_Section):
+    p: Fraction
+    std: tuple[float, float]  # Gaussian noise std range, as a fraction of 255
+
+
+class DropoutParams(_Section):
+    p: Fraction
+    holes: tuple[int, int]  # how many rectangles are blacked out
+    size_px: tuple[int, int]  # their side, in pixels
+
+
+class BrightnessContrastParams(_Section):
+    p: Fraction
+    limit: Fraction  # brightness and contrast change, either way
+
+
+class AugmentParams(_Section):
+    copies: PositiveInt  # augmented copies per training digit; the originals are kept beside them
+    workers: NonNegativeInt  # processes; 0 = one per core (the output does not depend on it)
+    preview: PositiveInt  # digits shown in the preview grid
+    affine: AffineParams
+    elastic: ElasticParams
+    noise: NoiseParams
+    dropout: DropoutParams
+    brightness_contrast: BrightnessContrastParams
+    invert_p: Fraction  # probability of inverting a digit to black on white
+
+
 class TrainParams(_Section):
     model: str  # a name from digitops.models.list_models(); checked when the train stage builds it
     model_kwargs: dict[str, Any]  # passed to the model's factory, e.g. {width: 32}
@@ -111,6 +154,7 @@ class Params(_Section):
     ingest: IngestParams
     validate_: ValidateParams = Field(alias="validate")
     split: SplitParams
+    augment: AugmentParams
     train: TrainParams
     evaluate: EvaluateParams
     tracking: TrackingParams
