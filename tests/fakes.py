@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import socket
 import struct
 from pathlib import Path
 
@@ -26,6 +27,13 @@ def shared_datasets() -> Path | None:
     candidates = [Path(named)] if named else []
     candidates.append(REPO_ROOT.parent / "shared" / "datasets")
     return next((path for path in candidates if (path / "mnist").is_dir()), None)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (right now)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def write_idx(path: Path, array: np.ndarray) -> Path:

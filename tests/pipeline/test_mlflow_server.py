@@ -3,7 +3,6 @@ sqlite file is not enough (see docs/scaling.md once it exists)."""
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -15,20 +14,15 @@ import pytest
 from mlflow import MlflowClient
 
 from digitops.tracking import configure
+from tests.fakes import free_port
 
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("server")
-    port = _free_port()
+    port = free_port()
     mlflow_cli = Path(sys.executable).parent / "mlflow"
     process = subprocess.Popen(
         [

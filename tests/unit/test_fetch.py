@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import socket
 import zipfile
 from dataclasses import replace
 from pathlib import Path
@@ -14,7 +13,7 @@ from digitops.data.fetch import fetch_source_files, mirror_from_env
 from digitops.data.sources import EMNIST_DIGITS, Archive, RemoteFile, Source
 from digitops.errors import DataFileError
 from digitops.preprocess import normalize_digit
-from tests.fakes import SEVEN_STROKES, draw_strokes, write_idx
+from tests.fakes import SEVEN_STROKES, draw_strokes, free_port, write_idx
 
 
 def _remote(path: Path, **kwargs) -> RemoteFile:
@@ -31,12 +30,6 @@ def _source(*files: RemoteFile) -> Source:
         expected_counts={},
         mnist_format=True,
     )
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture
@@ -77,7 +70,7 @@ def test_mirror_file_is_verified(tmp_path, tiny_file):
 
 def test_download_is_verified_cached_and_reused(tmp_path, tiny_file, http_server):
     (http_server.root / tiny_file.name).write_bytes(tiny_file.read_bytes())
-    dead_url = f"http://127.0.0.1:{_free_port()}/{tiny_file.name}"
+    dead_url = f"http://127.0.0.1:{free_port()}/{tiny_file.name}"
     source = _source(_remote(tiny_file, urls=(dead_url, f"{http_server.url}/{tiny_file.name}")))
     cache = tmp_path / "cache"
     paths = fetch_source_files(source, None, cache, progress=False)
@@ -99,7 +92,7 @@ def test_download_with_wrong_checksum_leaves_nothing(tmp_path, tiny_file, http_s
 
 
 def test_unreachable_download_says_how_to_work_offline(tmp_path, tiny_file):
-    source = _source(_remote(tiny_file, urls=(f"http://127.0.0.1:{_free_port()}/x.gz",)))
+    source = _source(_remote(tiny_file, urls=(f"http://127.0.0.1:{free_port()}/x.gz",)))
     with pytest.raises(DataFileError, match=r"could not be downloaded .* set DIGITOPS_DATA_MIRROR"):
         fetch_source_files(source, None, tmp_path / "cache", progress=False)
 
