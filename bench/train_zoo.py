@@ -1,0 +1,90 @@
+"""Train every registered architecture on the same prepared data and print one comparison table.
+
+    python bench/train_zoo.py          # on the data of the last `dvc repro`
+    python bench/train_zoo.py --epochs 3 --models seed004 digitnet --limit 5000
+
+For each model: parameters, epochs run, training time and images/s, validation accuracy (what the model
+is chosen on), and test accuracy per source. Figures go to stdout as a Markdown table (paste it into
+docs/results.md) and, with --json, to a file. Run it on an otherwise idle machine: it is a timing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from digitops.config import load_params
+from digitops.evaluate import metrics_by_source
+from digitops.io import load_npz
+from digitops.models import list_models
+from digitops.sampling import stratified_sample
+from digitops.train import predict_probabilities, train_model
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--models", nargs="+", default=list_models(), help="default: every registered model")
+    parser.add_argument("--epochs", type=int, help="default: train.epochs from params.yaml")
+    parser.add_argument("--limit", type=int, help="train on a stratified sample of this many digits")
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    args = parser.parse_args(argv)
+
+    params = load_params()
+    paths = params.base.paths
+    train, val, test = (
+        load_npz(path)
+        for path in (paths.augmented / "train.npz", paths.prepared / "val.npz", paths.prepared / "test.npz")
+    )
+    if args.limit:
+        keep = stratified_sample(train["labels"], args.limit, np.random.default_rng(0))
+        train = {key: value[keep] for key, value in train.items()}
+    settings = params.train.model_copy(update={"epochs": args.epochs or params.train.epochs})
+    rows = []
+    for name in args.models:
+        with tempfile.TemporaryDirectory() as scratch:
+            started = time.perf_counter()
+            model, history = train_model(
+                (train["images"], train["labels"]),
+                (val["images"], val["labels"]),
+                settings.model_copy(update={"model": name, "model_kwargs": {}}),
+                params.base.seed,
+                Path(scratch) / "best.keras",
+                verbose=0,
+            )
+            seconds = time.perf_counter() - started
+        epochs = len(history.history["loss"])
+        results = metrics_by_source(
+            predict_probabilities(model, test["images"]), test["labels"], test["sources"], bins=15
+        )
+        rows.append(
+            {
+                "model": name,
+                "parameters": model.count_params(),
+                "epochs": epochs,
+                "train_minutes": round(seconds / 60, 2),
+                "train_images_per_second": round(len(train["labels"]) * epochs / seconds),
+                "val_accuracy": round(max(history.history["val_accuracy"]), 4),
+                **{f"test_{source}": round(values["accuracy"], 4) for source, values in results.items()},
+            }
+        )
+        print(json.dumps(rows[-1]), file=sys.stderr)
+    columns = list(rows[0])
+    print("| " + " | ".join(columns) + " |")
+    print("|" + "---|" * len(columns))
+    for row in rows:
+        print("| " + " | ".join(str(row[column]) for column in columns) + " |")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
