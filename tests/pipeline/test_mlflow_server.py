@@ -1,5 +1,5 @@
 """Tracking against a real `mlflow server` on 127.0.0.1: the path a team takes when one machine's
-sqlite file is not enough (see docs/scaling.md once it exists)."""
+sqlite file is not enough."""
 
 from __future__ import annotations
 
