@@ -22,25 +22,33 @@ from digitops.errors import DataFileError
 
 
 @contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside `path` (same suffix, so `keras.Model.save` accepts it); on success
+    it is renamed over `path`, on any exception removed and `path` left untouched."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp_name)
+    try:
+        tmp_path.chmod(0o666 & ~_umask())  # mkstemp makes it private; give it an ordinary file's mode
+        yield tmp_path
+        tmp_path.replace(path)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     """Open a temporary file beside `path`; on success rename it over `path`.
 
     On any exception the temporary file is removed and `path` is left untouched.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    tmp_path = Path(tmp_name)
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes it private; give it an ordinary file's mode
-        with os.fdopen(fd, mode) as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        tmp_path.replace(path)
-    except BaseException:
-        tmp_path.unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp_path, tmp_path.open(mode) as handle:
+        yield handle
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 @contextlib.contextmanager
@@ -99,24 +107,6 @@ def write_text(path: str | os.PathLike, text: str) -> None:
     """Write a text file atomically."""
     with atomic_write(path, "w") as handle:
         handle.write(text)
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside `path` (same suffix) for a writer that wants a file name, such as
-    `keras.Model.save`; on success it is renamed over `path`, on failure removed."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp_name)
-    try:
-        yield tmp_path
-        tmp_path.chmod(0o666 & ~_umask())
-        tmp_path.replace(path)
-    except BaseException:
-        tmp_path.unlink(missing_ok=True)
-        raise
 
 
 def write_json(path: str | os.PathLike, data: object) -> None:
