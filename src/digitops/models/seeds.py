@@ -8,15 +8,19 @@ from keras import layers, regularizers
 from digitops.models.registry import classifier_head, digit_input, register_model
 
 
+def _lenet_trunk(x: keras.KerasTensor, filters: tuple[int, int]) -> keras.KerasTensor:
+    """LeNet's feature extractor: conv 5x5 -> max-pool, twice, then flatten."""
+    for count in filters:
+        x = layers.Conv2D(count, 5, padding="same", activation="relu")(x)
+        x = layers.MaxPooling2D()(x)
+    return layers.Flatten()(x)
+
+
 @register_model
 def seed000(dropout: float = 0.5) -> keras.Model:
     """LeNet-style: conv 5x5 32 -> pool -> conv 5x5 64 -> pool -> dense 1024 -> dropout (3.27 M params)."""
     inputs, x = digit_input()
-    x = layers.Conv2D(32, 5, padding="same", activation="relu")(x)
-    x = layers.MaxPooling2D()(x)
-    x = layers.Conv2D(64, 5, padding="same", activation="relu")(x)
-    x = layers.MaxPooling2D()(x)
-    x = layers.Flatten()(x)
+    x = _lenet_trunk(x, (32, 64))
     x = layers.Dense(1024, activation="relu")(x)
     x = layers.Dropout(dropout)(x)
     return keras.Model(inputs, classifier_head(x), name="seed000")
@@ -81,9 +85,4 @@ def seed003(l2: float = 1e-4) -> keras.Model:
 def seed004() -> keras.Model:
     """The small CNN: conv 5x5 16 -> pool -> conv 5x5 32 -> pool -> linear."""
     inputs, x = digit_input()
-    x = layers.Conv2D(16, 5, padding="same", activation="relu")(x)
-    x = layers.MaxPooling2D()(x)
-    x = layers.Conv2D(32, 5, padding="same", activation="relu")(x)
-    x = layers.MaxPooling2D()(x)
-    x = layers.Flatten()(x)
-    return keras.Model(inputs, classifier_head(x), name="seed004")
+    return keras.Model(inputs, classifier_head(_lenet_trunk(x, (16, 32))), name="seed004")
