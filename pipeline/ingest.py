@@ -6,6 +6,7 @@ from digitops.config import load_params
 from digitops.data.fetch import fetch_source_files, mirror_from_env
 from digitops.data.ingest import ingest_source
 from digitops.data.sources import get_source
+from digitops.digits import OFFICIAL_SPLITS
 from digitops.errors import run_stage
 from digitops.io import atomic_dir, save_npz
 
@@ -21,7 +22,7 @@ def main() -> None:
             files = fetch_source_files(source, mirror, paths.raw)
             arrays = ingest_source(source, files, params.ingest.max_per_split, params.base.seed)
             save_npz(out_dir / f"{name}.npz", **arrays)
-            counts = {split: int((arrays["split"] == split).sum()) for split in ("train", "test")}
+            counts = {split: int((arrays["split"] == split).sum()) for split in OFFICIAL_SPLITS}
             print(f"{name}: {counts['train']} train, {counts['test']} test")
 
 

@@ -11,9 +11,9 @@ from PIL import Image
 from sklearn.metrics import f1_score
 
 from digitops.config import RobustnessParams
+from digitops.digits import NUM_CLASSES
 from digitops.sampling import stratified_sample
 
-NUM_CLASSES = 10
 Predict = Callable[[np.ndarray], np.ndarray]  # (N, 28, 28) uint8 -> (N, 10) probabilities
 
 

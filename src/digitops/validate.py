@@ -13,12 +13,11 @@ from typing import Any
 import numpy as np
 
 from digitops.config import ValidateParams
+from digitops.digits import NUM_CLASSES, OFFICIAL_SPLITS
 from digitops.fingerprint import image_hashes
 from digitops.preprocess import BOX_SIZE, MNIST_CENTRE, MNIST_SIZE, centre_of_mass
 
 INTERIM_KEYS = ("images", "labels", "split", "index")
-OFFICIAL_SPLITS = ("train", "test")
-NUM_CLASSES = 10
 _BORDER = 4  # MNIST leaves 4 px around its 20x20 box
 
 
@@ -62,13 +61,14 @@ def check_sources(
         if problems:
             report.violations += [f"{name}: {problem}" for problem in problems]
             continue
-        usable[name] = arrays
+        hashes = image_hashes(arrays["images"])  # once: for duplicates here, for leaks below
+        usable[name] = {**arrays, "hash": hashes}
         report.sources[name] = {}
         for split in OFFICIAL_SPLITS:
             in_split = arrays["split"] == split
             expected = (expected_counts.get(name) or {}).get(split)
             summary, problems = _check_split(
-                arrays["images"][in_split], arrays["labels"][in_split], expected, policy
+                arrays["images"][in_split], arrays["labels"][in_split], hashes[in_split], expected, policy
             )
             report.sources[name][split] = summary
             report.violations += [f"{name} {split}: {problem}" for problem in problems]
@@ -102,7 +102,7 @@ def _structure_problems(arrays: Mapping[str, np.ndarray]) -> list[str]:
 
 
 def _check_split(
-    images: np.ndarray, labels: np.ndarray, expected: int | None, policy: ValidateParams
+    images: np.ndarray, labels: np.ndarray, hashes: np.ndarray, expected: int | None, policy: ValidateParams
 ) -> tuple[dict[str, Any], list[str]]:
     count = len(labels)
     class_counts = np.bincount(labels, minlength=NUM_CLASSES)
@@ -131,7 +131,7 @@ def _check_split(
         "border_mean": round(border_mean, 3),
         "max_centre_offset": round(float(centre_offset.max()), 3) if centre_offset.size else 0.0,
         "oversized": int((box > BOX_SIZE).sum()),
-        "duplicates": int(count - len(np.unique(image_hashes(images)))),
+        "duplicates": int(count - len(np.unique(hashes))),
     }
     problems = []
     if expected is not None and count != expected:
@@ -172,10 +172,13 @@ def _extent(has_ink: np.ndarray) -> np.ndarray:
 
 
 def _check_leaks(interim: Mapping[str, Mapping[str, np.ndarray]]) -> tuple[dict[str, Any], list[str]]:
-    """Images (by content hash) present in a training split and in a test split, across all sources."""
+    """Images (by content hash) present in a training split and in a test split, across all sources.
+
+    `interim` holds each source's arrays plus its image hashes under "hash".
+    """
     if not interim:
         return {"train_test": 0, "examples": []}, []
-    hashes = np.concatenate([image_hashes(arrays["images"]) for arrays in interim.values()])
+    hashes = np.concatenate([arrays["hash"] for arrays in interim.values()])
     splits = np.concatenate([arrays["split"] for arrays in interim.values()])
     names = np.concatenate([np.full(len(arrays["split"]), name) for name, arrays in interim.items()])
     index = np.concatenate([arrays["index"] for arrays in interim.values()])

@@ -9,11 +9,10 @@ from pathlib import Path
 import numpy as np
 
 from digitops.data.sources import Source
+from digitops.digits import OFFICIAL_SPLITS
 from digitops.errors import DataFileError
 from digitops.preprocess import EmptyImageError, normalize_digits
 from digitops.sampling import stratified_sample
-
-OFFICIAL_SPLITS = ("train", "test")
 
 
 def ingest_source(

@@ -18,11 +18,11 @@ from typing import Any
 
 import keras
 
+from digitops.digits import NUM_CLASSES
+from digitops.preprocess import MNIST_SIZE as IMAGE_SIZE  # models take what the normaliser makes
+
 ModelFactory = Callable[..., keras.Model]
 _MODELS: dict[str, ModelFactory] = {}
-
-NUM_CLASSES = 10
-IMAGE_SIZE = 28
 
 
 def register_model(factory: ModelFactory) -> ModelFactory:
