@@ -4,8 +4,9 @@
     python bench/train_zoo.py --epochs 3 --models seed004 digitnet --limit 5000
 
 For each model: parameters, epochs run, training time and images/s, validation accuracy (what the model
-is chosen on), and test accuracy per source. Figures go to stdout as a Markdown table (paste it into
-docs/results.md) and, with --json, to a file. Run it on an otherwise idle machine: it is a timing.
+is chosen on), and test accuracy per source. With --json, each model also gets its curve: validation
+accuracy after every epoch against the minutes spent so far (--plot draws it). The table goes to stdout
+as Markdown (paste it into docs/results.md). Run it on an otherwise idle machine: it is a timing.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import keras
 import numpy as np
 
 from digitops.config import load_params
@@ -35,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, help="default: train.epochs from params.yaml")
     parser.add_argument("--limit", type=int, help="train on a stratified sample of this many digits")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument("--plot", type=Path, help="draw validation accuracy against minutes to this PNG")
     args = parser.parse_args(argv)
 
     params = load_params()
@@ -50,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for name in args.models:
         with tempfile.TemporaryDirectory() as scratch:
+            curve = _Curve()
             started = time.perf_counter()
             model, history = train_model(
                 (train["images"], train["labels"]),
@@ -57,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
                 settings.model_copy(update={"model": name, "model_kwargs": {}}),
                 params.base.seed,
                 Path(scratch) / "best.keras",
+                callbacks=[curve],
                 verbose=0,
             )
             seconds = time.perf_counter() - started
@@ -73,17 +78,54 @@ def main(argv: list[str] | None = None) -> int:
                 "train_images_per_second": round(len(train["labels"]) * epochs / seconds),
                 "val_accuracy": round(max(history.history["val_accuracy"]), 4),
                 **{f"test_{source}": round(values["accuracy"], 4) for source, values in results.items()},
+                "curve": curve.points,
             }
         )
         print(json.dumps(rows[-1]), file=sys.stderr)
-    columns = list(rows[0])
+    columns = [column for column in rows[0] if column != "curve"]
     print("| " + " | ".join(columns) + " |")
     print("|" + "---|" * len(columns))
     for row in rows:
         print("| " + " | ".join(str(row[column]) for column in columns) + " |")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")
+    if args.plot:
+        _plot_curves(rows, args.plot)
     return 0
+
+
+class _Curve(keras.callbacks.Callback):
+    """Records (minutes since training began, validation accuracy) after every epoch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.points: list[tuple[float, float]] = []
+        self._started = 0.0
+
+    def on_train_begin(self, logs=None) -> None:
+        self._started = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        minutes = (time.perf_counter() - self._started) / 60
+        self.points.append((round(minutes, 2), round(float(logs["val_accuracy"]), 4)))
+
+
+def _plot_curves(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    for row in rows:
+        minutes, accuracy = zip(*row["curve"], strict=True)
+        axes.plot(minutes, [100 * value for value in accuracy], marker="o", label=row["model"])
+    axes.set(xlabel="training minutes", ylabel="validation accuracy (%)", title="Accuracy per CPU minute")
+    axes.set_ylim(bottom=97)
+    axes.grid(alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
 
 
 if __name__ == "__main__":
