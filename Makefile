@@ -17,8 +17,11 @@ export DIGITOPS_DATA_MIRROR ?= $(SHARED_DATASETS)
 endif
 # Stages run `python -m pipeline.<stage>`: the virtualenv's python.
 export PATH := $(BIN):$(PATH)
+# BentoML: no usage reporting. Its model store and bentos live under BENTOML_HOME (default ~/bentoml).
+export BENTOML_DO_NOT_TRACK := true
+PORT ?= 3000
 
-.PHONY: help setup run test test-fast lint format lock clean
+.PHONY: help setup run serve test test-fast lint format lock clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -36,6 +39,9 @@ $(VENV)/.installed: requirements.lock requirements-bootstrap.lock pyproject.toml
 run: setup ## Run the pipeline on the embedded defaults (dvc repro)
 	dvc repro
 
+serve: setup ## Serve the champion that `make run` packaged, on port 3000 (PORT=... overrides)
+	bentoml serve digitops.serve.service:DigitClassifier --port $(PORT)
+
 test: setup lint ## Lint, then run the whole test suite
 	pytest
 
@@ -50,8 +56,12 @@ format: setup ## ruff: fix what can be fixed, format the code
 	ruff check --fix .
 	ruff format .
 
-lock: setup ## Re-resolve requirements.lock and requirements-bootstrap.lock (needs the package index)
+lock: setup ## Re-resolve every lock file: development, bootstrap, bento (CPU, GPU) (needs the package index)
 	$(UV) pip compile pyproject.toml --extra dev --generate-hashes $(LOCK_PLATFORM) -o requirements.lock
+	for variant in serve serve-gpu; do \
+		$(UV) pip compile requirements-$$variant.in -c requirements.lock --generate-hashes $(LOCK_PLATFORM) \
+			-o requirements-$$variant.lock || exit 1; \
+	done
 	echo "uv==$$($(UV) --version | cut -d' ' -f2)" | $(UV) pip compile - --generate-hashes $(LOCK_PLATFORM) \
 		--no-header -o requirements-bootstrap.lock
 

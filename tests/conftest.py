@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from tests.fakes import shared_datasets
+from tests.smoke import SmokeRepo, make_smoke_repo
 
 
 @pytest.fixture(scope="session")
@@ -14,6 +15,12 @@ def mirror() -> Path:
     if path is None:
         pytest.skip("no folder of original datasets: set DIGITOPS_DATA_MIRROR or place ../shared/datasets")
     return path
+
+
+@pytest.fixture(scope="session")
+def smoke_repo(tmp_path_factory, mirror) -> SmokeRepo:
+    """A copy of the project after one `dvc repro` of the smoke profile (see tests/smoke.py)."""
+    return make_smoke_repo(tmp_path_factory.mktemp("smoke"), mirror)
 
 
 class _Server:

@@ -149,6 +149,27 @@ class TrackingParams(_Section):
     experiment: str = Field(min_length=1)  # MLflow experiment that every pipeline run logs to
 
 
+class PromoteParams(_Section):
+    """The promotion gate (digitops.promote.should_promote) and the registry it writes to."""
+
+    registered_model: str = Field(min_length=1)  # MLflow registered model, e.g. "digits"
+    metric: Literal["accuracy", "macro_f1"]  # compared per source and overall, higher is better
+    min_improvement: float = Field(ge=0)  # overall gain over the champion needed to replace it
+    max_source_regression: float = Field(ge=0)  # largest drop allowed on any one source
+    floors: dict[str, Fraction]  # absolute minimum per source or "overall", e.g. {overall: 0.98}
+    known_answers: PositiveInt  # test digits whose answers must survive registering and reloading
+
+
+class ServeParams(_Section):
+    """The BentoML service: adaptive batching and the limits on each request."""
+
+    max_batch_size: PositiveInt  # images per model call when requests are coalesced
+    max_latency_ms: PositiveInt  # the batcher's latency budget per request
+    max_images_per_request: PositiveInt
+    max_image_bytes: PositiveInt  # per uploaded file
+    max_image_pixels: PositiveInt  # width x height, checked before decoding (decompression bombs)
+
+
 class Params(_Section):
     base: BaseParams
     ingest: IngestParams
@@ -158,6 +179,8 @@ class Params(_Section):
     train: TrainParams
     evaluate: EvaluateParams
     tracking: TrackingParams
+    promote: PromoteParams
+    serve: ServeParams
 
 
 def load_params(path: str | os.PathLike = "params.yaml") -> Params:

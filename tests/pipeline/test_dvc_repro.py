@@ -1,13 +1,11 @@
-"""The real pipeline: `dvc repro` in a temporary copy of the repository, on the smoke profile (a small cap
-of the real data, a small model, two epochs), with a real MLflow store."""
+"""The real pipeline: `dvc repro` of every stage in a temporary copy of the repository, on the smoke profile
+(tests/smoke.py), with a real MLflow store and a real BentoML home."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -16,21 +14,13 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from tests.fakes import REPO_ROOT
+from tests.smoke import CAP
+from tests.smoke import run as _run
+from tests.smoke import set_param as _set_params
 
 pytestmark = [pytest.mark.pipeline, pytest.mark.slow]
 
-CAP = 500
-SMOKE = [  # the smoke profile, as `dvc exp run -S` overrides would set it
-    ("ingest", "max_per_split", CAP),
-    ("train", "model", "seed004"),
-    ("train", "epochs", 3),
-    ("train", "batch_size", 64),
-    ("train", "learning_rate", 0.005),
-]
-STAGES = ["ingest", "validate", "split", "augment", "train", "evaluate"]
-PROJECT_FILES = ["dvc.yaml", "params.yaml", ".dvcignore", ".gitignore", ".dvc/config", ".dvc/.gitignore"]
-PROJECT_DIRS = ["pipeline", "src"]
+STAGES = ["ingest", "validate", "split", "augment", "train", "evaluate", "promote", "package"]
 MIX_FILES = [
     "mnist/train-images-idx3-ubyte.gz",
     "mnist/train-labels-idx1-ubyte.gz",
@@ -41,20 +31,6 @@ MIX_FILES = [
 ]
 
 
-def _run(args, cwd, env, check=True):
-    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
-    if check and result.returncode != 0:
-        pytest.fail(f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
-    return result
-
-
-def _set_params(repo: Path, section: str, key: str, value) -> None:
-    path = repo / "params.yaml"
-    params = yaml.safe_load(path.read_text())
-    params[section][key] = value
-    path.write_text(yaml.safe_dump(params, sort_keys=False))
-
-
 def _mlflow(repo: Path) -> MlflowClient:
     return MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
 
@@ -63,33 +39,18 @@ def _digests(folder: Path) -> dict[str, str]:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
 
 
-@pytest.fixture(scope="module")
-def env(mirror):
-    bin_dir = str(Path(sys.executable).parent)  # the virtualenv's python and dvc
-    return {
-        **os.environ,
-        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
-        "DIGITOPS_DATA_MIRROR": str(mirror),
-    }
+def _champion(repo: Path):
+    return _mlflow(repo).get_model_version_by_alias("digits", "champion")
 
 
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory, env):
-    """A copy of the project with a small cap, after one successful `dvc repro`."""
-    repo = tmp_path_factory.mktemp("repo")
-    for name in PROJECT_FILES:
-        (repo / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(REPO_ROOT / name, repo / name)
-    for name in PROJECT_DIRS:
-        shutil.copytree(
-            REPO_ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
-        )
-    _run(["git", "init", "-q"], repo, env)
-    for section, key, value in SMOKE:
-        _set_params(repo, section, key, value)
-    env["PYTHONPATH"] = str(repo / "src")  # the copy's library, not the checkout's
-    _run(["dvc", "repro"], repo, env)
-    return repo
+@pytest.fixture
+def repo(smoke_repo) -> Path:
+    return smoke_repo.path
+
+
+@pytest.fixture
+def env(smoke_repo) -> dict[str, str]:
+    return smoke_repo.env
 
 
 def test_repro_builds_the_split_from_the_mirror(repo):
@@ -136,6 +97,41 @@ def test_train_and_evaluate_fill_one_mlflow_run(repo):
     assert (repo / "mlartifacts").is_dir()
     models = client.search_logged_models(experiment_ids=[run.info.experiment_id])
     assert [model.source_run_id for model in models] == [run_id]
+
+
+def test_promote_makes_the_first_model_champion_after_infra_validation(repo):
+    run_id = json.loads((repo / "models/run.json").read_text())["run_id"]
+    report = json.loads((repo / "reports/promotion.json").read_text())
+    assert report["promoted"] is True and report["alias"] == "champion"
+    assert report["champion_before"] is None
+    assert "no champion yet: the floors decide" in report["reasons"]
+    assert report["infra_validation"]["passed"] is True
+    assert (
+        report["infra_validation"]["digits"] == 256 and report["infra_validation"]["mismatched_digits"] == 0
+    )
+    champion = _champion(repo)
+    assert champion.run_id == run_id and str(champion.version) == report["champion"]
+    assert champion.tags["validation_status"] == "passed"
+    evaluation = json.loads((repo / "metrics/eval.json").read_text())
+    assert float(champion.tags["metric.overall.accuracy"]) == pytest.approx(evaluation["overall"]["accuracy"])
+
+
+def test_package_puts_the_champion_in_the_bentoml_store_and_builds_a_bento(smoke_repo):
+    report = json.loads((smoke_repo.path / "reports/package.json").read_text())
+    model = json.loads(
+        _run(
+            ["bentoml", "models", "get", report["bento_model"], "-o", "json"], smoke_repo.path, smoke_repo.env
+        ).stdout
+    )
+    assert model["labels"]["mlflow_version"] == report["champion"] == str(_champion(smoke_repo.path).version)
+    assert model["labels"]["registered_model"] == "digits"
+    bento = json.loads(
+        _run(["bentoml", "get", report["bento"], "-o", "json"], smoke_repo.path, smoke_repo.env).stdout
+    )
+    assert [entry["tag"] for service in bento["services"] for entry in service["models"]] == [
+        report["bento_model"]
+    ]
+    assert Path(smoke_repo.env["BENTOML_HOME"]).is_dir()
 
 
 def test_a_forced_rerun_reproduces_every_data_output_byte_for_byte(repo, env):
@@ -204,3 +200,11 @@ def test_dvc_experiments_become_comparable_mlflow_runs(repo, env):
     assert all(run.data.params["train.epochs"] == "1" for run in runs)
     assert all(run.data.tags.get("dvc.experiment") for run in runs)
     assert all("test.overall.accuracy" in run.data.metrics for run in runs)
+    # One epoch is worse than three: each experiment's model was registered, but only as challenger.
+    assert str(_champion(repo).version) == json.loads((repo / "reports/package.json").read_text())["champion"]
+    challengers = [
+        version
+        for version in _mlflow(repo).search_model_versions("name = 'digits'")
+        if version.run_id in {run.info.run_id for run in runs}
+    ]
+    assert len(challengers) == 2 and all(version.tags["decision"] == "challenger" for version in challengers)

@@ -1,0 +1,81 @@
+"""Packaging: the registry's champion -> the BentoML model store -> a bento.
+
+BentoML keeps its model store and bentos under BENTOML_HOME (default ~/bentoml). Each run of the package
+stage imports the champion afresh, so `digits:latest` in the store is always the last packaged champion,
+which is what `bentoml serve digitops.serve.service:DigitClassifier` loads.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from digitops.errors import DigitopsError
+from digitops.serve.classifier import MODEL_FILE, find_model_file
+
+CHAMPION = "champion"
+
+
+class PackagingError(DigitopsError):
+    """There is no champion to package, or `bentoml build` failed."""
+
+
+def import_champion(registered_model: str, bento_model_name: str) -> tuple[str, str]:
+    """Copy `models:/<registered_model>@champion` into the BentoML model store.
+
+    Returns:
+        The new BentoML model's tag and the registry version it holds.
+
+    The BentoML model holds the `.keras` file and is labelled with the registry name, version and run, and
+    carries the version's metric tags as metadata.
+    """
+    import bentoml
+    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient()
+    try:
+        version = client.get_model_version_by_alias(registered_model, CHAMPION)
+    except MlflowException as error:
+        raise PackagingError(
+            f"no champion to package: {registered_model}@{CHAMPION} does not resolve ({error.message})"
+        ) from None
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = mlflow.artifacts.download_artifacts(
+            f"models:/{registered_model}@{CHAMPION}", dst_path=scratch
+        )
+        model_file = find_model_file(Path(folder))
+        labels = {
+            "registered_model": registered_model,
+            "mlflow_version": str(version.version),
+            "mlflow_run_id": version.run_id,
+        }
+        metrics = {key: value for key, value in version.tags.items() if key.startswith("metric.")}
+        with bentoml.models.create(bento_model_name, labels=labels, metadata=metrics) as bento_model:
+            shutil.copyfile(model_file, bento_model.path_of(MODEL_FILE))
+    return str(bento_model.tag), str(version.version)
+
+
+def build_bento(bentofile: Path, model_tag: str) -> str:
+    """`bentoml build` with the service bound to `model_tag`; returns the bento's tag."""
+    environment = {**os.environ, "DIGITOPS_BENTO_MODEL": model_tag, "BENTOML_DO_NOT_TRACK": "true"}
+    bentoml_cli = Path(sys.executable).with_name("bentoml")
+    result = subprocess.run(
+        [str(bentoml_cli), "build", "-f", str(bentofile), "--output", "tag"],
+        env=environment,
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        raise PackagingError(f"bentoml build failed:\n{result.stdout}{result.stderr}")
+    tags = [
+        line.removeprefix("__tag__:") for line in result.stdout.splitlines() if line.startswith("__tag__:")
+    ]
+    if not tags:
+        raise PackagingError(f"bentoml build printed no tag:\n{result.stdout}")
+    return tags[-1]

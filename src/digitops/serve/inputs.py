@@ -1,0 +1,78 @@
+"""Uploaded bytes -> a checked image -> the model's input, with an error that says what was wrong.
+
+Everything a client can get wrong is a `BadInputError` (the service answers 400 with its message); nothing
+here can take the server down: sizes are checked before decoding, decoding errors of every kind are caught.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from digitops.preprocess import EmptyImageError, normalize_digit
+
+
+class BadInputError(ValueError):
+    """A request's input is unusable; the message is meant for the client."""
+
+
+@dataclass(frozen=True)
+class InputLimits:
+    max_images: int  # per request
+    max_bytes: int  # per file
+    max_pixels: int  # width x height per image, checked before the pixels are decoded
+
+
+def open_image(data: bytes, limits: InputLimits) -> Image.Image:
+    """Decode uploaded bytes into a fully loaded PIL image.
+
+    Raises:
+        BadInputError: empty, over `max_bytes`, not an image format Pillow reads, over `max_pixels`
+            (decompression bombs are refused from their header, before decoding), or truncated/corrupt.
+    """
+    if not data:
+        raise BadInputError("the file is empty")
+    if len(data) > limits.max_bytes:
+        raise BadInputError(f"the file has {len(data):,} bytes; the limit is {limits.max_bytes:,}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise BadInputError(f"the image is over the limit of {limits.max_pixels:,} pixels") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        raise BadInputError("not an image: Pillow cannot read this format (send PNG or JPEG)") from None
+    width, height = image.size
+    if width * height > limits.max_pixels:
+        raise BadInputError(
+            f"the image is {width}x{height} = {width * height:,} pixels; the limit is {limits.max_pixels:,}"
+        )
+    try:
+        image.load()
+    except Exception as error:  # Pillow raises OSError, SyntaxError, ValueError, struct.error ... on bad data
+        raise BadInputError(f"the image data is truncated or corrupt ({error})") from None
+    return image
+
+
+def digit_from_image(image: Image.Image | np.ndarray) -> np.ndarray:
+    """Any digit image -> (28, 28) uint8 model input, by the same normaliser the training data went through.
+
+    Raises:
+        BadInputError: the image is blank (no ink stands out from the background).
+    """
+    try:
+        return normalize_digit(image)
+    except EmptyImageError:
+        raise BadInputError("the image is blank: no ink stands out from the background") from None
+
+
+def check_count(count: int, limits: InputLimits) -> None:
+    """Raises BadInputError for an empty list or one over `max_images`."""
+    if count == 0:
+        raise BadInputError("no images: send at least one")
+    if count > limits.max_images:
+        raise BadInputError(f"{count} images in one request; the limit is {limits.max_images}")

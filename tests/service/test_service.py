@@ -1,0 +1,239 @@
+"""The service as users meet it: a real `bentoml serve` of the bento that the smoke pipeline built, answering
+HTTP on loopback, compared against the same model called in this process."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import signal
+import struct
+import subprocess
+import time
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import bentoml
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from digitops.io import load_npz
+from digitops.preprocess import normalize_digits
+from digitops.serve.classifier import load_classifier
+from tests.fakes import free_port
+
+pytestmark = [pytest.mark.pipeline, pytest.mark.slow]
+
+
+@dataclass(frozen=True)
+class Service:
+    url: str
+    log: Path
+
+
+@dataclass(frozen=True)
+class SmokeDigits:
+    images: np.ndarray  # (N, 28, 28) uint8, the smoke run's test split
+    labels: np.ndarray
+    pngs: list[bytes]
+    expected: np.ndarray  # (N, 10): the served model's probabilities, computed in this process
+
+
+def _png(image: np.ndarray | Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    (image if isinstance(image, Image.Image) else Image.fromarray(image)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def service(smoke_repo, tmp_path_factory):
+    """`bentoml serve <bento>` in its own process group, ready when /readyz answers 200."""
+    workdir = tmp_path_factory.mktemp("serve")
+    port = free_port()
+    log = workdir / "serve.log"
+    with log.open("w") as output:
+        process = subprocess.Popen(
+            ["bentoml", "serve", smoke_repo.bento, "--host", "127.0.0.1", "--port", str(port)],
+            cwd=workdir,
+            env=smoke_repo.env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while True:
+        if process.poll() is not None:
+            pytest.fail(f"bentoml serve exited with {process.returncode}:\n{log.read_text()}")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            os.killpg(process.pid, signal.SIGKILL)
+            pytest.fail(f"bentoml serve not ready after 180 s:\n{log.read_text()}")
+        time.sleep(0.5)
+    yield Service(url, log)
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def digits(smoke_repo) -> SmokeDigits:
+    test = load_npz(smoke_repo.path / "data/prepared/test.npz")
+    name, version = smoke_repo.bento_model.split(":")
+    model_dir = Path(smoke_repo.env["BENTOML_HOME"]) / "models" / name / version
+    served_model = load_classifier(model_dir)
+    # The service normalises every upload; MNIST and USPS test digits are (almost) fixed points of that.
+    expected = served_model(normalize_digits(test["images"]))
+    return SmokeDigits(test["images"], test["labels"], [_png(image) for image in test["images"]], expected)
+
+
+def _classify(url: str, pngs: list[bytes], timeout: float = 30) -> httpx.Response:
+    files = [("images", (f"digit{index}.png", data, "image/png")) for index, data in enumerate(pngs)]
+    return httpx.post(f"{url}/classify", files=files, timeout=timeout)
+
+
+def _assert_alive(url: str, digits: SmokeDigits) -> None:
+    assert httpx.get(f"{url}/readyz", timeout=5).status_code == 200
+    response = _classify(url, digits.pngs[:1])
+    assert response.status_code == 200
+    assert response.json()[0]["digit"] == int(digits.expected[0].argmax())
+
+
+def test_python_client_gets_the_models_answers(service, digits):
+    with bentoml.SyncHTTPClient(service.url) as client:
+        results = client.classify(images=[Image.open(io.BytesIO(data)) for data in digits.pngs[:20]])
+    assert [result["digit"] for result in results] == digits.expected[:20].argmax(axis=1).tolist()
+    for result, expected in zip(results, digits.expected[:20], strict=True):
+        assert len(result["probabilities"]) == 10
+        np.testing.assert_allclose(result["probabilities"], expected, atol=1e-5)
+        assert result["confidence"] == pytest.approx(max(result["probabilities"]))
+        assert re.fullmatch(r"digits/\d+", result["model_version"])
+
+
+def test_plain_multipart_http_gets_the_models_answers(service, digits):
+    response = _classify(service.url, digits.pngs[20:40])
+    assert response.status_code == 200
+    assert [result["digit"] for result in response.json()] == digits.expected[20:40].argmax(axis=1).tolist()
+
+
+def test_accuracy_through_http_matches_the_evaluate_stage(service, digits, smoke_repo):
+    predicted = []
+    for start in range(0, len(digits.pngs), 64):
+        response = _classify(service.url, digits.pngs[start : start + 64])
+        assert response.status_code == 200
+        predicted += [result["digit"] for result in response.json()]
+    accuracy = float(np.mean(np.array(predicted) == digits.labels))
+    assert accuracy == pytest.approx(smoke_repo.evaluation["overall"]["accuracy"], abs=0.002)
+
+
+def _batch_sizes(url: str) -> tuple[float, float]:
+    """(sum, count) of the classify endpoint's adaptive batch size histogram in /metrics."""
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    total = count = 0.0
+    for line in text.splitlines():
+        if line.startswith("bentoml_service_adaptive_batch_size_") and 'method_name="classify"' in line:
+            value = float(line.rsplit(" ", 1)[1])
+            if line.startswith("bentoml_service_adaptive_batch_size_sum"):
+                total += value
+            elif line.startswith("bentoml_service_adaptive_batch_size_count"):
+                count += value
+    return total, count
+
+
+def test_64_concurrent_single_image_requests_are_answered_and_batched(service, digits):
+    sum_before, count_before = _batch_sizes(service.url)
+    indices = list(range(64, 64 + 64 * 4))  # 256 requests, 64 in flight at a time
+
+    def one(index: int) -> tuple[int, int]:
+        response = _classify(service.url, [digits.pngs[index]], timeout=60)
+        return response.status_code, response.json()[0]["digit"] if response.status_code == 200 else -1
+
+    with ThreadPoolExecutor(max_workers=64) as pool:
+        answers = list(pool.map(one, indices))
+    assert [status for status, _ in answers] == [200] * len(indices)
+    assert [digit for _, digit in answers] == digits.expected[indices].argmax(axis=1).tolist()
+    sum_after, count_after = _batch_sizes(service.url)
+    mean_batch = (sum_after - sum_before) / (count_after - count_before)
+    assert mean_batch > 1, f"requests were not coalesced: mean batch {mean_batch}"
+
+
+def test_health_and_metrics_endpoints(service, digits):
+    assert httpx.get(f"{service.url}/livez", timeout=5).status_code == 200
+    _classify(service.url, digits.pngs[:3])
+    metrics = httpx.get(f"{service.url}/metrics", timeout=5).text
+    assert re.search(r'^digitops_predicted_digit_total\{digit="\d"\} \d', metrics, re.MULTILINE)
+    assert re.search(r"^digitops_prediction_confidence_count \d", metrics, re.MULTILINE)
+    assert "bentoml_service_request_total" in metrics
+
+
+def _png_claiming_size(width: int, height: int) -> bytes:
+    """A tiny PNG whose header claims width x height pixels (a decompression bomb's header)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + chunk(b"IEND", b"")
+    )
+
+
+def _files(*contents: bytes) -> dict:
+    return {
+        "files": [("images", (f"f{index}.png", data, "image/png")) for index, data in enumerate(contents)]
+    }
+
+
+def _bad_requests(digits: SmokeDigits) -> dict[str, tuple[dict, str]]:
+    """Each bad request (httpx.post keyword arguments) and a phrase its error message must contain."""
+    good = digits.pngs[0]
+    big = _png(Image.new("L", (6000, 6000)))
+    files = _files
+    return {
+        "not an image": (files(b"%PDF-1.4 this is not a picture"), "not an image"),
+        "empty file": (files(b""), "the file is empty"),
+        "truncated png": (files(good[: len(good) // 2]), "truncated or corrupt"),
+        "blank image": (files(_png(Image.new("L", (28, 28), 255))), "blank"),
+        "over the pixel limit": (files(big), "the limit is 25,000,000"),
+        "decompression bomb header": (files(_png_claiming_size(100_000, 100_000)), "pixels"),
+        "too many images": (files(*[good] * 65), "65 images in one request; the limit is 64"),
+        "empty list": ({"json": {"images": []}}, "no images"),
+        "no images field": ({"json": {"pictures": []}}, "Field required"),
+        "one bad image among good ones": (files(good, b"garbage", good), "not an image"),
+    }
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "not an image",
+        "empty file",
+        "truncated png",
+        "blank image",
+        "over the pixel limit",
+        "decompression bomb header",
+        "too many images",
+        "empty list",
+        "no images field",
+        "one bad image among good ones",
+    ],
+)
+def test_bad_input_gets_a_4xx_that_says_why_and_the_server_stays_up(service, digits, case):
+    request, message = _bad_requests(digits)[case]
+    response = httpx.post(f"{service.url}/classify", timeout=30, **request)
+    assert 400 <= response.status_code < 500, response.text
+    assert message in response.text
+    _assert_alive(service.url, digits)
