@@ -24,7 +24,7 @@ from PIL import Image
 from digitops.io import load_npz
 from digitops.preprocess import normalize_digits
 from digitops.serve.classifier import load_classifier
-from tests.fakes import free_port
+from tests.fakes import SEVEN_STROKES, canvas_rgba, draw_strokes, free_port
 
 pytestmark = [pytest.mark.pipeline, pytest.mark.slow]
 
@@ -87,11 +87,15 @@ def service(smoke_repo, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def digits(smoke_repo) -> SmokeDigits:
-    test = load_npz(smoke_repo.path / "data/prepared/test.npz")
+def served_model(smoke_repo):
+    """The model in the bento, loaded in this process from the BentoML store's files."""
     name, version = smoke_repo.bento_model.split(":")
-    model_dir = Path(smoke_repo.env["BENTOML_HOME"]) / "models" / name / version
-    served_model = load_classifier(model_dir)
+    return load_classifier(Path(smoke_repo.env["BENTOML_HOME"]) / "models" / name / version)
+
+
+@pytest.fixture(scope="module")
+def digits(smoke_repo, served_model) -> SmokeDigits:
+    test = load_npz(smoke_repo.path / "data/prepared/test.npz")
     # The service normalises every upload; MNIST and USPS test digits are (almost) fixed points of that.
     expected = served_model(normalize_digits(test["images"]))
     return SmokeDigits(test["images"], test["labels"], [_png(image) for image in test["images"]], expected)
@@ -124,6 +128,16 @@ def test_plain_multipart_http_gets_the_models_answers(service, digits):
     response = _classify(service.url, digits.pngs[20:40])
     assert response.status_code == 200
     assert [result["digit"] for result in response.json()] == digits.expected[20:40].argmax(axis=1).tolist()
+
+
+def test_a_canvas_drawing_is_normalised_exactly_as_ingest_normalises_it(service, served_model):
+    """One normaliser: a browser-canvas RGBA drawing through HTTP gets the probabilities that the model
+    gives the array ingest's normaliser makes of the same drawing."""
+    canvas = canvas_rgba(draw_strokes(SEVEN_STROKES), colour=(20, 40, 200))
+    expected = served_model(normalize_digits([canvas]))[0]
+    response = _classify(service.url, [_png(Image.fromarray(canvas, mode="RGBA"))])
+    assert response.status_code == 200
+    np.testing.assert_allclose(response.json()[0]["probabilities"], expected, atol=1e-5)
 
 
 def test_accuracy_through_http_matches_the_evaluate_stage(service, digits, smoke_repo):
@@ -197,43 +211,28 @@ def _files(*contents: bytes) -> dict:
     }
 
 
-def _bad_requests(digits: SmokeDigits) -> dict[str, tuple[dict, str]]:
-    """Each bad request (httpx.post keyword arguments) and a phrase its error message must contain."""
-    good = digits.pngs[0]
-    big = _png(Image.new("L", (6000, 6000)))
-    files = _files
-    return {
-        "not an image": (files(b"%PDF-1.4 this is not a picture"), "not an image"),
-        "empty file": (files(b""), "the file is empty"),
-        "truncated png": (files(good[: len(good) // 2]), "truncated or corrupt"),
-        "blank image": (files(_png(Image.new("L", (28, 28), 255))), "blank"),
-        "over the pixel limit": (files(big), "the limit is 25,000,000"),
-        "decompression bomb header": (files(_png_claiming_size(100_000, 100_000)), "pixels"),
-        "too many images": (files(*[good] * 65), "65 images in one request; the limit is 64"),
-        "empty list": ({"json": {"images": []}}, "no images"),
-        "no images field": ({"json": {"pictures": []}}, "Field required"),
-        "one bad image among good ones": (files(good, b"garbage", good), "not an image"),
-    }
+# case: (the request's httpx.post arguments, given a good PNG; a phrase its error message must contain)
+BAD_REQUESTS = {
+    "not an image": (lambda good: _files(b"%PDF-1.4 this is not a picture"), "not an image"),
+    "empty file": (lambda good: _files(b""), "the file is empty"),
+    "truncated png": (lambda good: _files(good[: len(good) // 2]), "truncated or corrupt"),
+    "blank image": (lambda good: _files(_png(Image.new("L", (28, 28), 255))), "blank"),
+    "over the pixel limit": (
+        lambda good: _files(_png(Image.new("L", (6000, 6000)))),
+        "the limit is 25,000,000",
+    ),
+    "decompression bomb header": (lambda good: _files(_png_claiming_size(100_000, 100_000)), "pixels"),
+    "too many images": (lambda good: _files(*[good] * 65), "65 images in one request; the limit is 64"),
+    "empty list": (lambda good: {"json": {"images": []}}, "no images"),
+    "no images field": (lambda good: {"json": {"pictures": []}}, "Field required"),
+    "one bad image among good ones": (lambda good: _files(good, b"garbage", good), "not an image"),
+}
 
 
-@pytest.mark.parametrize(
-    "case",
-    [
-        "not an image",
-        "empty file",
-        "truncated png",
-        "blank image",
-        "over the pixel limit",
-        "decompression bomb header",
-        "too many images",
-        "empty list",
-        "no images field",
-        "one bad image among good ones",
-    ],
-)
+@pytest.mark.parametrize("case", list(BAD_REQUESTS))
 def test_bad_input_gets_a_4xx_that_says_why_and_the_server_stays_up(service, digits, case):
-    request, message = _bad_requests(digits)[case]
-    response = httpx.post(f"{service.url}/classify", timeout=30, **request)
+    build, message = BAD_REQUESTS[case]
+    response = httpx.post(f"{service.url}/classify", timeout=30, **build(digits.pngs[0]))
     assert 400 <= response.status_code < 500, response.text
     assert message in response.text
     _assert_alive(service.url, digits)
