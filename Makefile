@@ -20,8 +20,13 @@ export PATH := $(BIN):$(PATH)
 # BentoML: no usage reporting. Its model store and bentos live under BENTOML_HOME (default ~/bentoml).
 export BENTOML_DO_NOT_TRACK := true
 PORT ?= 3000
+# The smoke profile: a small cap of the real data, a small model, lowered promotion floors (tests/smoke.py
+# runs the same overrides). `make smoke EXP=name` names the experiment.
+SMOKE_FLAGS := -S ingest.max_per_split=500 -S train.model=seed004 -S train.epochs=3 \
+	-S train.batch_size=64 -S train.learning_rate=0.005 \
+	-S promote.floors.overall=0.8 -S promote.floors.mnist=0.8 -S promote.floors.usps=0.8
 
-.PHONY: help setup run serve test test-fast lint format lock clean
+.PHONY: help setup run smoke serve test test-fast lint format lock clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -38,6 +43,9 @@ $(VENV)/.installed: requirements.lock requirements-bootstrap.lock pyproject.toml
 
 run: setup ## Run the pipeline on the embedded defaults (dvc repro)
 	dvc repro
+
+smoke: setup ## Run the whole pipeline on the smoke profile as a DVC experiment (about two minutes)
+	dvc exp run $(if $(EXP),-n $(EXP)) $(SMOKE_FLAGS)
 
 serve: setup ## Serve the champion that `make run` packaged, on port 3000 (PORT=... overrides)
 	bentoml serve digitops.serve.service:DigitClassifier --port $(PORT)
@@ -65,5 +73,5 @@ lock: setup ## Re-resolve every lock file: development, bootstrap, bento (CPU, G
 	echo "uv==$$($(UV) --version | cut -d' ' -f2)" | $(UV) pip compile - --generate-hashes $(LOCK_PLATFORM) \
 		--no-header -o requirements-bootstrap.lock
 
-clean: ## Remove the virtualenv and the pipeline's outputs (the DVC cache stays)
-	rm -rf $(VENV) data/interim data/prepared reports
+clean: ## Remove the virtualenv and the pipeline's outputs (the DVC cache, MLflow and BentoML stores stay)
+	rm -rf $(VENV) data/interim data/prepared data/augmented models metrics plots reports
