@@ -26,7 +26,14 @@ SMOKE_FLAGS := -S ingest.max_per_split=500 -S train.model=seed004 -S train.epoch
 	-S train.batch_size=64 -S train.learning_rate=0.005 \
 	-S promote.floors.overall=0.8 -S promote.floors.mnist=0.8 -S promote.floors.usps=0.8
 
-.PHONY: help setup run smoke serve test test-fast lint format lock clean
+# Containers. Here: podman from a base image built locally (nothing can be pulled); on GitHub: docker with
+# an official Python image (.github/workflows/release.yml passes these).
+CONTAINER_ENGINE ?= podman --runtime runc --storage-driver vfs
+CONTAINER_BUILD_OPTS ?= --format docker --network host -v /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro
+BASE_IMAGE ?= localhost/python-base:bookworm
+IMAGE ?= digits:test
+
+.PHONY: help setup run smoke serve container-base container-test test test-fast lint format lock clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -49,6 +56,15 @@ smoke: setup ## Run the whole pipeline on the smoke profile as a DVC experiment 
 
 serve: setup ## Serve the champion that `make run` packaged, on port 3000 (PORT=... overrides)
 	bentoml serve digitops.serve.service:DigitClassifier --port $(PORT)
+
+container-base container-test: export CONTAINERS_CONF ?= /tmp/digitops-containers.conf
+container-base: ## Build the local base image for podman (Debian bookworm + Python 3.11, with debootstrap)
+	bash deploy/container-base.sh $(BASE_IMAGE)
+
+container-test: setup ## Build the container from the packaged bento, run it, check its answers (after make run)
+	$(if $(findstring localhost/,$(BASE_IMAGE)),bash deploy/container-base.sh $(BASE_IMAGE))
+	python deploy/container_test.py --engine "$(CONTAINER_ENGINE)" --build-opts "$(CONTAINER_BUILD_OPTS)" \
+		--base-image $(BASE_IMAGE) --image $(IMAGE)
 
 test: setup lint ## Lint, then run the whole test suite
 	pytest

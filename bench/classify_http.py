@@ -15,7 +15,6 @@ this client and the server reach together.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import sys
 import time
@@ -24,10 +23,10 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-from PIL import Image
 
 from digitops.config import load_params
 from digitops.io import load_npz
+from digitops.serve.inputs import png_bytes
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     evaluation = json.loads((paths.metrics / "eval.json").read_text())
     keep = np.isin(test["sources"], args.source) if args.source else np.ones(len(test["labels"]), bool)
     images, labels, sources = test["images"][keep], test["labels"][keep], test["sources"][keep]
-    pngs = [_png(image) for image in images]
+    pngs = [png_bytes(image) for image in images]
     figures: dict = {"url": args.url, "digits": len(pngs)}
 
     with httpx.Client(base_url=args.url, timeout=120) as client:
@@ -84,12 +83,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
     return 0
-
-
-def _png(image: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 def _classify(client: httpx.Client, pngs: list[bytes]) -> list[dict]:

@@ -24,6 +24,7 @@ from PIL import Image
 from digitops.io import load_npz
 from digitops.preprocess import normalize_digits
 from digitops.serve.classifier import load_classifier
+from digitops.serve.inputs import png_bytes
 from tests.fakes import SEVEN_STROKES, canvas_rgba, draw_strokes, free_port
 
 pytestmark = [pytest.mark.pipeline, pytest.mark.slow]
@@ -41,12 +42,6 @@ class SmokeDigits:
     labels: np.ndarray
     pngs: list[bytes]
     expected: np.ndarray  # (N, 10): the served model's probabilities, computed in this process
-
-
-def _png(image: np.ndarray | Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    (image if isinstance(image, Image.Image) else Image.fromarray(image)).save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +93,9 @@ def digits(smoke_repo, served_model) -> SmokeDigits:
     test = load_npz(smoke_repo.path / "data/prepared/test.npz")
     # The service normalises every upload; MNIST and USPS test digits are (almost) fixed points of that.
     expected = served_model(normalize_digits(test["images"]))
-    return SmokeDigits(test["images"], test["labels"], [_png(image) for image in test["images"]], expected)
+    return SmokeDigits(
+        test["images"], test["labels"], [png_bytes(image) for image in test["images"]], expected
+    )
 
 
 def _classify(url: str, pngs: list[bytes], timeout: float = 30) -> httpx.Response:
@@ -135,7 +132,7 @@ def test_a_canvas_drawing_is_normalised_exactly_as_ingest_normalises_it(service,
     gives the array ingest's normaliser makes of the same drawing."""
     canvas = canvas_rgba(draw_strokes(SEVEN_STROKES), colour=(20, 40, 200))
     expected = served_model(normalize_digits([canvas]))[0]
-    response = _classify(service.url, [_png(Image.fromarray(canvas, mode="RGBA"))])
+    response = _classify(service.url, [png_bytes(Image.fromarray(canvas, mode="RGBA"))])
     assert response.status_code == 200
     np.testing.assert_allclose(response.json()[0]["probabilities"], expected, atol=1e-5)
 
@@ -216,9 +213,9 @@ BAD_REQUESTS = {
     "not an image": (lambda good: _files(b"%PDF-1.4 this is not a picture"), "not an image"),
     "empty file": (lambda good: _files(b""), "the file is empty"),
     "truncated png": (lambda good: _files(good[: len(good) // 2]), "truncated or corrupt"),
-    "blank image": (lambda good: _files(_png(Image.new("L", (28, 28), 255))), "blank"),
+    "blank image": (lambda good: _files(png_bytes(Image.new("L", (28, 28), 255))), "blank"),
     "over the pixel limit": (
-        lambda good: _files(_png(Image.new("L", (6000, 6000)))),
+        lambda good: _files(png_bytes(Image.new("L", (6000, 6000)))),
         "the limit is 25,000,000",
     ),
     "decompression bomb header": (lambda good: _files(_png_claiming_size(100_000, 100_000)), "pixels"),

@@ -58,6 +58,13 @@ def open_image(data: bytes, limits: InputLimits) -> Image.Image:
     return image
 
 
+def png_bytes(image: np.ndarray | Image.Image) -> bytes:
+    """An image (e.g. a (28, 28) uint8 digit) as the PNG file a client would upload."""
+    buffer = io.BytesIO()
+    (image if isinstance(image, Image.Image) else Image.fromarray(image)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 def digit_from_image(image: Image.Image | np.ndarray) -> np.ndarray:
     """Any digit image -> (28, 28) uint8 model input, by the same normaliser the training data went through.
 
