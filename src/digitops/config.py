@@ -129,6 +129,9 @@ class TrainParams(_Section):
     lr_schedule: Literal["cosine", "plateau"]  # cosine decay, or ReduceLROnPlateau on val accuracy
     early_stopping_patience: PositiveInt  # epochs without a better val accuracy before stopping
     label_smoothing: Fraction
+    # tf.distribute: default (one device), mirrored (every GPU of this machine), multi_worker_mirrored
+    # (several machines, described by TF_CONFIG). batch_size is the global batch, split across replicas.
+    distribute: Literal["default", "mirrored", "multi_worker_mirrored"]
 
 
 class RobustnessParams(_Section):

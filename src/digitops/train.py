@@ -55,6 +55,20 @@ def compile_model(model: keras.Model, params: TrainParams, steps_per_epoch: int)
     return model
 
 
+def distribution_strategy(name: str) -> tf.distribute.Strategy:
+    """The tf.distribute strategy `train.distribute` names (docs/scaling.md).
+
+    default: the one device TensorFlow picks (a GPU if visible). mirrored: synchronous data parallelism
+    over every GPU of this machine (the CPU when there is none). multi_worker_mirrored: the same across
+    machines, each started with a TF_CONFIG that lists the cluster and its own index.
+    """
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi_worker_mirrored":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
 def train_model(
     train: tuple[np.ndarray, np.ndarray],
     val: tuple[np.ndarray, np.ndarray],
@@ -76,7 +90,8 @@ def train_model(
     """
     keras.utils.set_random_seed(seed)
     steps_per_epoch = math.ceil(len(train[1]) / params.batch_size)
-    model = compile_model(build_model(params.model, **params.model_kwargs), params, steps_per_epoch)
+    with distribution_strategy(params.distribute).scope():  # variables live where the strategy puts them
+        model = compile_model(build_model(params.model, **params.model_kwargs), params, steps_per_epoch)
     monitor = dict(monitor="val_accuracy", mode="max")
     schedule_callbacks = []
     if params.lr_schedule == "plateau":
