@@ -19,6 +19,8 @@ from digitops.serve.classifier import Classifier
 from digitops.tracking import configure
 from tests.fakes import random_digits
 
+pytestmark = pytest.mark.slow  # a real registry: each promotion logs, registers and downloads a model
+
 _names = (f"digits-{index}" for index in itertools.count())
 
 
