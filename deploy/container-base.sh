@@ -16,6 +16,7 @@ if $podman image exists "$image"; then
 fi
 mirror=$(awk '/^URIs:/{print $2; exit}' /etc/apt/sources.list.d/debian.sources)
 rootfs=$(mktemp -d)
+chmod 755 "$rootfs"             # the image's / (mktemp makes it 0700: only root could enter)
 trap 'rm -rf "$rootfs"' EXIT
 debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates bookworm "$rootfs" "$mirror"
 tar -C "$rootfs" -c . | $podman import - "$image"
