@@ -15,9 +15,8 @@ import tempfile
 from pathlib import Path
 
 from digitops.errors import DigitopsError
+from digitops.promote import CHAMPION
 from digitops.serve.classifier import MODEL_FILE, find_model_file
-
-CHAMPION = "champion"
 
 
 class PackagingError(DigitopsError):

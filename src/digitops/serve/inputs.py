@@ -46,16 +46,21 @@ def open_image(data: bytes, limits: InputLimits) -> Image.Image:
         raise BadInputError(f"the image is over the limit of {limits.max_pixels:,} pixels") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
         raise BadInputError("not an image: Pillow cannot read this format (send PNG or JPEG)") from None
-    width, height = image.size
-    if width * height > limits.max_pixels:
-        raise BadInputError(
-            f"the image is {width}x{height} = {width * height:,} pixels; the limit is {limits.max_pixels:,}"
-        )
+    check_pixels(image, limits)
     try:
         image.load()
     except Exception as error:  # Pillow raises OSError, SyntaxError, ValueError, struct.error ... on bad data
         raise BadInputError(f"the image data is truncated or corrupt ({error})") from None
     return image
+
+
+def check_pixels(image: Image.Image, limits: InputLimits) -> None:
+    """Raises BadInputError for an image over `max_pixels` (its size is known before it is decoded)."""
+    width, height = image.size
+    if width * height > limits.max_pixels:
+        raise BadInputError(
+            f"the image is {width}x{height} = {width * height:,} pixels; the limit is {limits.max_pixels:,}"
+        )
 
 
 def png_bytes(image: np.ndarray | Image.Image) -> bytes:

@@ -24,7 +24,14 @@ from pydantic import BaseModel, Field, WrapValidator
 
 from digitops.config import load_params
 from digitops.serve.classifier import load_classifier
-from digitops.serve.inputs import BadInputError, InputLimits, check_count, digit_from_image, open_image
+from digitops.serve.inputs import (
+    BadInputError,
+    InputLimits,
+    check_count,
+    check_pixels,
+    digit_from_image,
+    open_image,
+)
 
 SETTINGS = load_params(os.environ.get("DIGITOPS_PARAMS", "params.yaml")).serve
 LIMITS = InputLimits(
@@ -59,8 +66,7 @@ def _digit_image(value: Any, _handler: Any) -> Image.Image:
     """
     if isinstance(value, Image.Image):
         image = value
-        if image.width * image.height > LIMITS.max_pixels:
-            raise BadInputError(f"the image is over the limit of {LIMITS.max_pixels:,} pixels")
+        check_pixels(image, LIMITS)
     elif isinstance(value, bytes):
         image = open_image(value, LIMITS)
     elif hasattr(value, "file"):  # an uploaded file (starlette UploadFile)
