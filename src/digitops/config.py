@@ -167,10 +167,13 @@ class ServeParams(_Section):
     """The BentoML service: adaptive batching and the limits on each request."""
 
     max_batch_size: PositiveInt  # images per model call when requests are coalesced
-    max_latency_ms: PositiveInt  # the batcher's latency budget per request
+    max_latency_ms: PositiveInt  # a request waiting longer than this for the model is refused (503)
     max_images_per_request: PositiveInt
     max_image_bytes: PositiveInt  # per uploaded file
     max_image_pixels: PositiveInt  # width x height, checked before decoding (decompression bombs)
+    workers: PositiveInt  # worker processes, each with its own model, event loop and batcher
+    threads_per_worker: PositiveInt  # TensorFlow's intra-op threads in each worker
+    access_log: bool  # BentoML's log line per request (it costs CPU per request; metrics count anyway)
 
 
 class Params(_Section):

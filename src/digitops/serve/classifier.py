@@ -19,11 +19,15 @@ MODEL_FILE = "model.keras"  # inside an MLflow model's data/ folder, and inside 
 class Classifier:
     """(B, 28, 28) uint8 digits, as `digitops.preprocess` makes them -> (B, 10) float32 probabilities."""
 
-    def __init__(self, model_path: Path) -> None:
+    def __init__(self, model_path: Path, threads: int | None = None) -> None:
         import keras
         import tensorflow as tf
 
         _enable_gpu_memory_growth(tf)
+        if threads:  # before TensorFlow runs its first operation; later calls raise RuntimeError
+            with contextlib.suppress(RuntimeError):
+                tf.config.threading.set_intra_op_parallelism_threads(threads)
+                tf.config.threading.set_inter_op_parallelism_threads(threads)
         self.model = keras.saving.load_model(model_path, compile=False)
         self.device = "GPU" if tf.config.list_logical_devices("GPU") else "CPU"
         # One graph for every batch size: traced once, never retraced (the batch dimension is None).
@@ -60,10 +64,13 @@ def find_model_file(folder: Path) -> Path:
     raise FileNotFoundError(f"no {MODEL_FILE} in {folder} or {folder / 'data'}")
 
 
-def load_classifier(folder_or_file: Path) -> Classifier:
-    """Load a classifier from a `.keras` file or a folder that holds one (see `find_model_file`)."""
+def load_classifier(folder_or_file: Path, threads: int | None = None) -> Classifier:
+    """Load a classifier from a `.keras` file or a folder that holds one (see `find_model_file`).
+
+    `threads` caps TensorFlow's threads in this process (None: TensorFlow's default, one per core).
+    """
     path = Path(folder_or_file)
-    return Classifier(path if path.is_file() else find_model_file(path))
+    return Classifier(path if path.is_file() else find_model_file(path), threads)
 
 
 def _enable_gpu_memory_growth(tf) -> None:

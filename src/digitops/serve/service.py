@@ -14,15 +14,24 @@ visible GPU either way.
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Annotated, Any
 
 import bentoml
 import numpy as np
+from bentoml.exceptions import ServiceUnavailable
+from bentoml.validators import ContentType
 from PIL import Image
 from pydantic import BaseModel, Field, WrapValidator
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from digitops.config import load_params
+from digitops.preprocess import MNIST_SIZE
+from digitops.serve.batcher import Batcher, OverloadedError
 from digitops.serve.classifier import load_classifier
 from digitops.serve.inputs import (
     BadInputError,
@@ -39,6 +48,9 @@ LIMITS = InputLimits(
     max_bytes=SETTINGS.max_image_bytes,
     max_pixels=SETTINGS.max_image_pixels,
 )
+# Declared, so that BentoML does not rebuild the output's JSON schema for every response to find it
+# (a quarter of a worker's CPU under load, measured: docs/benchmarks.md).
+JSON = "application/json"
 MODEL_TAG = os.environ.get("DIGITOPS_BENTO_MODEL", "digits:latest")
 
 
@@ -50,6 +62,11 @@ ARGUMENTS = bentoml.use_arguments(BuildArguments)
 
 PREDICTED_DIGITS = bentoml.metrics.Counter(
     name="digitops_predicted_digit", documentation="Predictions by digit", labelnames=["digit"]
+)
+BATCH_SIZE = bentoml.metrics.Histogram(
+    name="digitops_batch_size",
+    documentation="Digits per model call (adaptive batching)",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
 )
 CONFIDENCE = bentoml.metrics.Histogram(
     name="digitops_prediction_confidence",
@@ -94,42 +111,127 @@ class Prediction(BaseModel):
     model_version: str  # registered model and version, e.g. "digits/3"
 
 
+def _digit_from_body(data: bytes) -> np.ndarray:
+    """One uploaded image file (the whole request body) -> its (28, 28) uint8 digit; BadInputError if bad."""
+    return digit_from_image(open_image(data, LIMITS))
+
+
+def _digits_from_array(data: bytes) -> np.ndarray:
+    """A request body of N x 784 bytes (N digits already in MNIST format, row-major) -> (N, 28, 28) uint8."""
+    count, remainder = divmod(len(data), MNIST_SIZE * MNIST_SIZE)
+    if remainder or not count:
+        raise BadInputError(
+            f"expected N x {MNIST_SIZE * MNIST_SIZE} bytes (N digits of 28x28 uint8), got {len(data)} bytes"
+        )
+    check_count(count, LIMITS)
+    return np.frombuffer(data, dtype=np.uint8).reshape(count, MNIST_SIZE, MNIST_SIZE)
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused (BadInputError) as soon as it grows past `limit` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BadInputError(f"the body has {int(declared):,} bytes; the limit is {limit:,}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BadInputError(f"the body is over the limit of {limit:,} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _classify_digit(request: Request) -> Response:
+    """POST /digit: the body is one image file (PNG, JPEG, ...) -> one prediction."""
+    try:
+        digit = _digit_from_body(await _read_body(request, LIMITS.max_bytes))
+    except BadInputError as error:
+        return JSONResponse({"error": str(error)}, status_code=400)
+    return await _predictions_response(bentoml.get_current_service(), digit[None], single=True)
+
+
+async def _classify_digits(request: Request) -> Response:
+    """POST /digits: the body is N digits as raw (N, 28, 28) uint8 bytes -> N predictions."""
+    limit = LIMITS.max_images * MNIST_SIZE * MNIST_SIZE
+    try:
+        digits = _digits_from_array(await _read_body(request, limit))
+    except BadInputError as error:
+        return JSONResponse({"error": str(error)}, status_code=400)
+    return await _predictions_response(bentoml.get_current_service(), digits, single=False)
+
+
+async def _predictions_response(service: DigitClassifier, digits: np.ndarray, single: bool) -> Response:
+    try:
+        predictions = await service.predict(digits)
+    except OverloadedError as error:
+        return JSONResponse({"error": str(error)}, status_code=503, headers={"Retry-After": "1"})
+    body = predictions[0] if single else predictions
+    return Response(json.dumps(body, separators=(",", ":")), media_type=JSON)
+
+
+LEAN_ROUTES = Starlette(
+    routes=[
+        Route("/digit", _classify_digit, methods=["POST"]),
+        Route("/digits", _classify_digits, methods=["POST"]),
+    ]
+)
+
+
 @bentoml.service(
     name="digits",
     resources={"gpu": ARGUMENTS.gpu} if ARGUMENTS.gpu else {"cpu": "1"},
     traffic={"timeout": 30},
-    workers=1,
+    workers=SETTINGS.workers,
+    logging={"access": {"enabled": SETTINGS.access_log}},
 )
+@bentoml.asgi_app(LEAN_ROUTES, path="/")
 class DigitClassifier:
     bento_model = bentoml.models.BentoModel(MODEL_TAG)
 
     def __init__(self) -> None:
         stored = self.bento_model
-        self.classifier = load_classifier(stored.path)
+        self.classifier = load_classifier(stored.path, SETTINGS.threads_per_worker)
         labels = stored.info.labels
         self.model_version = (
             f"{labels.get('registered_model', stored.tag.name)}/{labels.get('mlflow_version', '?')}"
         )
         self.classifier.warm_up((1, SETTINGS.max_batch_size))
+        self.batcher = Batcher(
+            self.classifier,
+            max_batch_size=SETTINGS.max_batch_size,
+            max_wait_s=SETTINGS.max_latency_ms / 1000,
+            on_batch=BATCH_SIZE.observe,
+        )
         print(
             f"digitops: serving {self.model_version} ({stored.tag}) on {self.classifier.device}", flush=True
         )
 
-    @bentoml.api(
-        batchable=True, max_batch_size=SETTINGS.max_batch_size, max_latency_ms=SETTINGS.max_latency_ms
-    )
-    def classify(self, images: Annotated[list[DigitImage], WrapValidator(_image_list)]) -> list[Prediction]:
-        """Classify handwritten digits: each image (PNG, JPEG, ...) -> digit, confidence, 10 probabilities."""
-        digits = np.stack([np.asarray(image, dtype=np.uint8) for image in images])  # (B, 28, 28) uint8
-        probabilities = self.classifier(digits)  # (B, 10) float32
-        predicted = probabilities.argmax(axis=1)
-        results = []
-        for digit, row in zip(predicted.tolist(), probabilities.tolist(), strict=True):
+    async def predict(self, digits: np.ndarray) -> list[dict[str, Any]]:
+        """(B, 28, 28) uint8 digits -> one prediction dict each, through the shared batcher."""
+        probabilities = await self.batcher(digits)  # (B, 10) float32
+        predictions = []
+        for row in probabilities.tolist():
+            digit = max(range(10), key=row.__getitem__)
             PREDICTED_DIGITS.labels(digit=str(digit)).inc()
             CONFIDENCE.observe(row[digit])
-            results.append(
-                Prediction(
-                    digit=digit, confidence=row[digit], probabilities=row, model_version=self.model_version
-                )
+            predictions.append(
+                {
+                    "digit": digit,
+                    "confidence": row[digit],
+                    "probabilities": row,
+                    "model_version": self.model_version,
+                }
             )
-        return results
+        return predictions
+
+    @bentoml.api
+    async def classify(
+        self, images: Annotated[list[DigitImage], WrapValidator(_image_list)]
+    ) -> Annotated[list[Prediction], ContentType(JSON)]:
+        """Classify handwritten digits: each image (PNG, JPEG, ...) -> digit, confidence, 10 probabilities."""
+        digits = np.stack([np.asarray(image, dtype=np.uint8) for image in images])  # (B, 28, 28) uint8
+        try:
+            predictions = await self.predict(digits)
+        except OverloadedError as error:
+            raise ServiceUnavailable(str(error)) from None
+        return [Prediction(**prediction) for prediction in predictions]

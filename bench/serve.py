@@ -1,0 +1,495 @@
+"""The serving benchmark: the packaged service under single-image load, beside its ceiling and its baselines.
+
+    make run                      # once: trains, promotes and packages the champion
+    apt-get install -y wrk        # the load generator (a C program: its own cost stays out of the figures)
+    python bench/serve.py         # about 10 minutes; --quick: concurrency 1 and 64, 5-s windows
+
+In one run, on one machine, one service at a time on 127.0.0.1:
+1. **Sweeps** of single-image requests (real PNGs of MNIST test digits) at concurrency 1, 4, 16, 64, 128,
+   each a fixed window after a warm-up, with wrk; per point: throughput, p50/p95/p99 latency, errors,
+   503s, and the mean batch size from the service's own /metrics. The variants:
+   - `digits /digit`: our service, the image file as the request body (the lean path);
+   - `digits /classify`: our service, a multipart upload (BentoML's API path);
+   - `no-op /digit`, `no-op /classify`: the same paths with no decoding and no model (the ceiling);
+   - `digits /digit, batching off`: our service with `serve.max_batch_size: 1`;
+   - `BentoML defaults /classify`: a `batchable=True` endpoint as BentoML's defaults have it, same model.
+2. **Many digits per request**: 256 PNGs in one multipart `/classify`, and 256 digits as one uint8 array
+   to `/digits`, at concurrency 1 and 4.
+3. **The raw model** in this process (the same `.keras` file, the service's compiled function) at batch 1
+   and 256, with TensorFlow's default threads and with one thread.
+4. **Cold start**: from `bentoml serve` to the first correct answer; resident memory per worker.
+
+Writes `<out>/serve.json`, `<out>/throughput.png` (throughput against concurrency),
+`<out>/p99_vs_throughput.png` and `<out>/summary.md`, and prints the summary with the targets of
+docs/benchmarks.md checked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import numpy as np
+import psutil
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+from digitops.io import load_npz  # noqa: E402
+from digitops.serve.inputs import png_bytes  # noqa: E402
+
+LUA = REPO / "bench/serving/post_bodies.lua"
+OUR_SERVICE = "digitops.serve.service:DigitClassifier"
+REFERENCE = "bench.serving.reference_services"
+BOUNDARY = "digitopsbenchboundary"
+MULTIPART = f"multipart/form-data; boundary={BOUNDARY}"
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    target: str  # what `bentoml serve` serves
+    route: str
+    bodies: str  # "png" (one image file per body) or "multipart" (one image per multipart upload)
+    params: dict = field(default_factory=dict)  # serve.* overrides for our service
+    batch_metric: str = "digitops_batch_size"  # the histogram of model-call sizes in /metrics
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--out", type=Path, default=Path("bench-results/serve"))
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16, 64, 128])
+    parser.add_argument("--seconds", type=float, default=10.0, help="measured window per point")
+    parser.add_argument("--warmup", type=float, default=3.0, help="unmeasured load before each point")
+    parser.add_argument("--quick", action="store_true", help="concurrency 1 and 64, 5-s windows")
+    parser.add_argument("--model", default=os.environ.get("DIGITOPS_BENTO_MODEL", "digits:latest"))
+    parser.add_argument("--port", type=int, default=3900)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.concurrency, args.seconds, args.warmup = [1, 64], 5.0, 2.0
+    if not shutil.which("wrk"):
+        sys.exit("wrk is not installed (Debian: apt-get install -y wrk)")
+    os.chdir(REPO)
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    scratch = Path(tempfile.mkdtemp(prefix="digitops-bench-"))
+    digits = _test_digits(params)
+    bodies = {
+        "png": _write_bodies(scratch / "png", [png_bytes(image) for image in digits[:200]]),
+        "multipart": _write_bodies(scratch / "multipart", [_multipart([png_bytes(d)]) for d in digits[:200]]),
+        "multipart256": _write_bodies(
+            scratch / "multipart256",
+            [
+                _multipart([png_bytes(d) for d in digits[start : start + 256]])
+                for start in range(0, 2560, 256)
+            ],
+        ),
+        "array256": _write_bodies(
+            scratch / "array256", [digits[start : start + 256].tobytes() for start in range(0, 2560, 256)]
+        ),
+    }
+    figures: dict = {
+        "machine": _machine(),
+        "model": args.model,
+        "serve_params": params["serve"],
+        "sweeps": {},
+    }
+
+    variants = [
+        Variant("digits /digit", OUR_SERVICE, "/digit", "png"),
+        Variant("no-op /digit", f"{REFERENCE}:NoOp", "/digit", "png"),
+        Variant("digits /classify", OUR_SERVICE, "/classify", "multipart"),
+        Variant(
+            "no-op /classify",
+            f"{REFERENCE}:NoOp",
+            "/classify",
+            "multipart",
+            batch_metric="bentoml_service_adaptive_batch_size",
+        ),
+        Variant("digits /digit, batching off", OUR_SERVICE, "/digit", "png", params={"max_batch_size": 1}),
+        Variant(
+            "BentoML defaults /classify",
+            f"{REFERENCE}:BentoDefaults",
+            "/classify",
+            "multipart",
+            batch_metric="bentoml_service_adaptive_batch_size",
+        ),
+    ]
+    for variant in variants:
+        with _Service(variant, params, args, scratch) as service:
+            if variant.name == "digits /digit":
+                figures["cold_start_s"] = service.ready_s
+                figures["many_per_request"] = {
+                    "256 PNGs, multipart /classify": _sweep(
+                        service, "/classify", bodies["multipart256"], MULTIPART, [1, 4], args, images=256
+                    ),
+                    "256 digits, uint8 array /digits": _sweep(
+                        service,
+                        "/digits",
+                        bodies["array256"],
+                        "application/octet-stream",
+                        [1, 4],
+                        args,
+                        images=256,
+                    ),
+                }
+            content_type = "image/png" if variant.bodies == "png" else MULTIPART
+            figures["sweeps"][variant.name] = _sweep(
+                service, variant.route, bodies[variant.bodies], content_type, args.concurrency, args
+            )
+            figures.setdefault("memory_mb_per_worker", {})[variant.name] = service.worker_rss_mb()
+            print(f"{variant.name}: done", flush=True)
+    figures["raw_model"] = _raw_model(args.model, digits)
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "serve.json").write_text(json.dumps(figures, indent=2) + "\n")
+    _plots(figures, args.out)
+    summary = _summary(figures)
+    (args.out / "summary.md").write_text(summary)
+    print(summary)
+    shutil.rmtree(scratch, ignore_errors=True)
+    return 0
+
+
+class _Service:
+    """`bentoml serve` of a variant on 127.0.0.1 (own process group); `ready_s`: start to first answer."""
+
+    def __init__(self, variant: Variant, params: dict, args: argparse.Namespace, scratch: Path) -> None:
+        self.variant, self.port = variant, args.port
+        self.url = f"http://127.0.0.1:{args.port}"
+        env = {
+            **os.environ,
+            "BENTOML_DO_NOT_TRACK": "true",
+            "TF_CPP_MIN_LOG_LEVEL": "2",
+            "DIGITOPS_BENTO_MODEL": args.model,
+        }
+        if variant.params:
+            overridden = {**params, "serve": {**params["serve"], **variant.params}}
+            path = scratch / f"params-{abs(hash(variant.name))}.yaml"
+            path.write_text(yaml.safe_dump(overridden))
+            env["DIGITOPS_PARAMS"] = str(path)
+        self.log = scratch / f"serve-{abs(hash(variant.name))}.log"
+        self._command = ["bentoml", "serve", variant.target, "--host", "127.0.0.1", "--port", str(args.port)]
+        self._env = env
+
+    def __enter__(self) -> _Service:
+        started = time.perf_counter()
+        bentoml_cli = Path(sys.executable).with_name("bentoml")
+        with self.log.open("w") as log:
+            self.process = subprocess.Popen(
+                [str(bentoml_cli), *self._command[1:]],
+                env=self._env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        probe = _png_probe()
+        if self.variant.bodies == "multipart":
+            probe, content_type, route = _multipart([probe]), MULTIPART, "/classify"
+        else:
+            content_type, route = "image/png", "/digit"
+        while True:
+            if self.process.poll() is not None:
+                sys.exit(f"{self.variant.name}: bentoml serve exited:\n{self.log.read_text()[-3000:]}")
+            try:
+                response = httpx.post(
+                    f"{self.url}{route}", content=probe, timeout=5, headers={"Content-Type": content_type}
+                )
+                if response.status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.perf_counter() - started > 180:
+                sys.exit(f"{self.variant.name}: not answering after 180 s:\n{self.log.read_text()[-3000:]}")
+            time.sleep(0.05)
+        self.ready_s = round(time.perf_counter() - started, 2)
+        while httpx.get(f"{self.url}/readyz", timeout=5).status_code != 200:  # every worker up
+            time.sleep(0.2)
+        return self
+
+    def worker_rss_mb(self) -> list[float]:
+        workers = [
+            p
+            for p in psutil.Process(self.process.pid).children(recursive=True)
+            if "worker" in " ".join(p.cmdline())
+        ]
+        return [round(p.memory_info().rss / 2**20) for p in workers]
+
+    def batch_sizes(self) -> tuple[float, float]:
+        """(sum, count) of the variant's batch-size histogram, over all workers."""
+        text = httpx.get(f"{self.url}/metrics", timeout=10).text
+        total = count = 0.0
+        for match in re.finditer(
+            rf"^{self.variant.batch_metric}_(sum|count)\{{?[^\n]*?\}}? ([0-9.e+]+)$", text, re.M
+        ):
+            if match.group(1) == "sum":
+                total += float(match.group(2))
+            else:
+                count += float(match.group(2))
+        return total, count
+
+    def __exit__(self, *exc: object) -> None:
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        time.sleep(1)
+
+
+def _sweep(
+    service: _Service,
+    route: str,
+    body_dir: Path,
+    content_type: str,
+    concurrencies: list[int],
+    args: argparse.Namespace,
+    images: int = 1,
+) -> list[dict]:
+    points = []
+    for concurrency in concurrencies:
+        _wrk(service.url, route, body_dir, content_type, concurrency, args.warmup)
+        before = service.batch_sizes()
+        point = _wrk(service.url, route, body_dir, content_type, concurrency, args.seconds)
+        after = service.batch_sizes()
+        ok = point["statuses"].get("200", 0)
+        calls = after[1] - before[1]
+        points.append(
+            {
+                "concurrency": concurrency,
+                "requests_per_s": round(point["requests"] / point["seconds"], 1),
+                "images_per_s": round(ok * images / point["seconds"], 1),
+                "p50_ms": round(point["p50_ms"], 2),
+                "p95_ms": round(point["p95_ms"], 2),
+                "p99_ms": round(point["p99_ms"], 2),
+                "max_ms": round(point["max_ms"], 2),
+                "errors": point["requests"] - ok + point["socket_errors"],
+                "status_503": point["statuses"].get("503", 0),
+                "mean_batch": round((after[0] - before[0]) / calls, 1) if calls else None,
+            }
+        )
+        print(f"  {service.variant.name} {route} c={concurrency}: {points[-1]}", flush=True)
+    return points
+
+
+def _wrk(url: str, route: str, body_dir: Path, content_type: str, concurrency: int, seconds: float) -> dict:
+    count = len(list(body_dir.glob("*.body")))
+    result = subprocess.run(
+        [
+            "wrk",
+            "-t1",
+            f"-c{concurrency}",
+            f"-d{max(1, round(seconds))}s",
+            "--timeout",
+            "30s",
+            "-s",
+            str(LUA),
+            url,
+            "--",
+            str(body_dir),
+            str(count),
+            route,
+            content_type,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def _raw_model(model_tag: str, digits: np.ndarray) -> dict:
+    """images/s of the served model called directly, batch 1 and 256, default threads and one thread."""
+    figures = {}
+    for threads in (None, 1):
+        code = (
+            "import json, sys, time, numpy as np, bentoml\n"
+            "from digitops.serve.classifier import load_classifier\n"
+            f"model = load_classifier(bentoml.models.get({model_tag!r}).path, {threads})\n"
+            "digits = np.load(sys.argv[1])\nout = {}\n"
+            "for batch in (1, 256):\n"
+            "    x = digits[:batch]; model(x); model(x)\n"
+            "    calls = max(20, 3000 // batch); started = time.perf_counter()\n"
+            "    for _ in range(calls): model(x)\n"
+            "    out[f'batch_{batch}'] = round(batch * calls / (time.perf_counter() - started), 1)\n"
+            "print(json.dumps(out))\n"
+        )
+        with tempfile.NamedTemporaryFile(suffix=".npy") as file:
+            np.save(file.name, digits[:256])
+            result = subprocess.run(
+                [sys.executable, "-c", code, file.name],
+                capture_output=True,
+                text=True,
+                check=True,
+                env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+            )
+        figures["default_threads" if threads is None else "one_thread"] = json.loads(
+            result.stdout.splitlines()[-1]
+        )
+    return figures
+
+
+def _test_digits(params: dict) -> np.ndarray:
+    """MNIST test digits from the last `dvc repro` (data/prepared/test.npz), (N, 28, 28) uint8."""
+    test = load_npz(REPO / params["base"]["paths"]["prepared"] / "test.npz")
+    return test["images"][test["sources"] == "mnist"]
+
+
+def _multipart(files: list[bytes]) -> bytes:
+    parts = [
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="images"; filename="{i}.png"\r\n'
+        f"Content-Type: image/png\r\n\r\n".encode()
+        + data
+        + b"\r\n"
+        for i, data in enumerate(files)
+    ]
+    return b"".join(parts) + f"--{BOUNDARY}--\r\n".encode()
+
+
+def _write_bodies(folder: Path, bodies: list[bytes]) -> Path:
+    folder.mkdir(parents=True)
+    for index, body in enumerate(bodies):
+        (folder / f"{index}.body").write_bytes(body)
+    return folder
+
+
+def _png_probe() -> bytes:
+    image = np.zeros((28, 28), np.uint8)
+    image[4:24, 13:16] = 255  # a '1'
+    return png_bytes(image)
+
+
+def _machine() -> dict:
+    return {
+        "cpus": os.cpu_count(),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "python": sys.version.split()[0],
+    }
+
+
+def _point(points: list[dict], concurrency: int) -> dict | None:
+    return next((point for point in points if point["concurrency"] == concurrency), None)
+
+
+def _summary(figures: dict) -> str:
+    lines = [
+        "| variant | concurrency | images/s | p50 ms | p95 ms | p99 ms | errors | 503 | mean batch |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, points in figures["sweeps"].items():
+        for p in points:
+            lines.append(
+                f"| {name} | {p['concurrency']} | {p['images_per_s']:,.0f} | {p['p50_ms']:.1f} | "
+                f"{p['p95_ms']:.1f} | {p['p99_ms']:.1f} | {p['errors']} | {p['status_503']} | "
+                f"{p['mean_batch']} |"
+            )
+    lines += [
+        "",
+        "| many digits per request | concurrency | images/s | p50 ms | p99 ms | errors |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, points in figures["many_per_request"].items():
+        for p in points:
+            lines.append(
+                f"| {name} | {p['concurrency']} | {p['images_per_s']:,.0f} | {p['p50_ms']:.1f} | "
+                f"{p['p99_ms']:.1f} | {p['errors']} |"
+            )
+    raw = figures["raw_model"]
+    lines += [
+        "",
+        f"Raw model (images/s): default threads {raw['default_threads']}, one thread {raw['one_thread']}.",
+        f"Cold start (bentoml serve to the first correct answer): {figures['cold_start_s']} s. "
+        f"Resident memory per worker (MB): {figures['memory_mb_per_worker']}.",
+        "",
+        "Targets:",
+    ]
+    sweeps = figures["sweeps"]
+    ours, ceiling = _point(sweeps["digits /digit"], 64), _point(sweeps["no-op /digit"], 64)
+    ours_mp, ceiling_mp = _point(sweeps["digits /classify"], 64), _point(sweeps["no-op /classify"], 64)
+    defaults = _point(sweeps["BentoML defaults /classify"], 64)
+    best_raw = max(raw["default_threads"]["batch_256"], raw["one_thread"]["batch_256"])
+    best_many = max(p["images_per_s"] for points in figures["many_per_request"].values() for p in points)
+    one = _point(sweeps["digits /digit"], 1)
+    checks = []
+    if ours and ceiling and defaults:
+        checks += [
+            (
+                "c=64 /digit: zero errors and 503s",
+                ours["errors"] == 0 and ours["status_503"] == 0,
+                f"{ours['errors']} errors, {ours['status_503']} 503s",
+            ),
+            ("c=64 /digit: p99 <= 100 ms", ours["p99_ms"] <= 100, f"{ours['p99_ms']:.1f} ms"),
+            (
+                "c=64 /digit: >= 80% of the no-op /digit",
+                ours["images_per_s"] >= 0.8 * ceiling["images_per_s"],
+                f"{ours['images_per_s'] / ceiling['images_per_s']:.0%}",
+            ),
+            (
+                "c=64 /digit: >= 4x BentoML defaults",
+                ours["images_per_s"] >= 4 * defaults["images_per_s"],
+                f"{ours['images_per_s'] / max(defaults['images_per_s'], 1e-9):.1f}x",
+            ),
+        ]
+    if ours_mp and ceiling_mp:
+        checks.append(
+            (
+                "c=64 /classify: >= 80% of the no-op /classify",
+                ours_mp["images_per_s"] >= 0.8 * ceiling_mp["images_per_s"],
+                f"{ours_mp['images_per_s'] / ceiling_mp['images_per_s']:.0%}",
+            )
+        )
+    checks.append(
+        (
+            "many per request: >= 50% of the raw model at batch 256",
+            best_many >= 0.5 * best_raw,
+            f"{best_many:,.0f} / {best_raw:,.0f} = {best_many / best_raw:.0%}",
+        )
+    )
+    if one:
+        checks.append(("c=1 /digit: p50 <= 10 ms", one["p50_ms"] <= 10, f"{one['p50_ms']:.1f} ms"))
+    checks.append(("cold start <= 15 s", figures["cold_start_s"] <= 15, f"{figures['cold_start_s']} s"))
+    lines += [f"- {'met' if ok else 'NOT met'}: {name} ({value})" for name, ok, value in checks]
+    return "\n".join(lines) + "\n"
+
+
+def _plots(figures: dict, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    for filename, x_key, y_key, xlabel, ylabel, logx in (
+        ("throughput.png", "concurrency", "images_per_s", "concurrent clients", "images/s", True),
+        ("p99_vs_throughput.png", "images_per_s", "p99_ms", "images/s", "p99 latency (ms)", False),
+    ):
+        figure, axes = plt.subplots(figsize=(7, 4.5))
+        for name, points in figures["sweeps"].items():
+            axes.plot([p[x_key] for p in points], [p[y_key] for p in points], marker="o", label=name)
+        if logx:
+            axes.set_xscale("log", base=2)
+        else:
+            axes.set_yscale("log")
+        axes.set_xlabel(xlabel)
+        axes.set_ylabel(ylabel)
+        axes.grid(alpha=0.3)
+        axes.legend(fontsize=8)
+        figure.tight_layout()
+        figure.savefig(out / filename, dpi=120)
+        plt.close(figure)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
