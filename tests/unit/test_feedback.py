@@ -212,3 +212,10 @@ def test_the_folder_comes_from_the_environment_or_params_yaml(tmp_path):
     assert feedback_dir(environ={FEEDBACK_DIR_ENV: " "}) == DEFAULT_FEEDBACK_DIR
     assert feedback_dir(environ={}) == load_params(REPO_ROOT / "params.yaml").base.paths.feedback
     assert feedback_dir(Path("/srv/feedback"), environ={}) == Path("/srv/feedback")
+
+
+@pytest.mark.parametrize("item", [SEVEN, (SEVEN,), (SEVEN, 7, "extra"), "7", None])
+def test_an_item_that_is_not_a_pair_is_refused(tmp_path, item):
+    with pytest.raises(BadInputError, match=r"^item 1: expected \(image bytes, label\)"):
+        store_drawings([(FOUR, 4), item], tmp_path / "feedback", LIMITS)
+    assert not (tmp_path / "feedback").exists()

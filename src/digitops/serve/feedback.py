@@ -136,7 +136,7 @@ def store_drawings(
 
 def _checked_png(index: int, item: object, limits: InputLimits) -> bytes:
     """One item -> the PNG bytes to store. Raises BadInputError naming the item."""
-    if not isinstance(item, tuple) or len(item) != 2:
+    if isinstance(item, str | bytes | bytearray) or not isinstance(item, Sequence) or len(item) != 2:
         raise BadInputError(f"item {index}: expected (image bytes, label), got {type(item).__name__}")
     data, label = item
     if type(label) is not int or not 0 <= label < NUM_CLASSES:  # bool is an int subclass: refused too
