@@ -35,6 +35,7 @@ PROJECT_FILES = [
     ".dvc/.gitignore",
     "bentofile.yaml",
     "requirements-serve.lock",
+    "data/feedback/README.md",  # the contributed drawings' folder, an ingest dependency (kept in git)
 ]
 PROJECT_DIRS = ["pipeline", "src"]
 

@@ -35,6 +35,7 @@ class PathsParams(_Section):
     """Where stages write, relative to the repository root."""
 
     raw: Path  # download cache for original files (unused when DIGITOPS_DATA_MIRROR is set)
+    feedback: Path  # contributed drawings (the service's store; the `drawings` source reads it)
     interim: Path  # ingest -> <interim>/<source>.npz
     prepared: Path  # split -> train/val/test.npz + manifest.parquet
     augmented: Path  # augment -> train.npz
@@ -53,6 +54,7 @@ class IngestParams(_Section):
     sources: tuple[str, ...] = Field(min_length=1)
     # Cap per source and official split, stratified by label; under 10 a digit would go missing.
     max_per_split: Annotated[int, Field(ge=10)] | None
+    drawings_test_fraction: Fraction  # share of contributed drawings held out as test, chosen by content hash
 
     @field_validator("sources")
     @classmethod

@@ -30,7 +30,7 @@ def test_registry_checksums_match_the_published_list(mirror):
 
 
 def test_unknown_source_lists_the_known_ones():
-    with pytest.raises(KeyError, match="known sources: emnist-digits, mnist, usps"):
+    with pytest.raises(KeyError, match="known sources: drawings, emnist-digits, mnist, usps"):
         get_source("kmnist")
     assert [name for name, source in SOURCES.items() if source.opt_in] == ["emnist-digits"]
 

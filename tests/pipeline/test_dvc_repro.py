@@ -13,7 +13,11 @@ import pandas as pd
 import pytest
 import yaml
 from mlflow import MlflowClient
+from PIL import Image
 
+from digitops.serve.feedback import FeedbackLimits, store_drawings
+from digitops.serve.inputs import png_bytes
+from tests.fakes import FOUR_STROKES, SEVEN_STROKES, canvas_rgba, draw_strokes
 from tests.smoke import CAP
 from tests.smoke import run as _run
 from tests.smoke import set_param as _set_params
@@ -182,6 +186,29 @@ def test_a_contract_violation_fails_repro_and_keeps_the_previous_outputs(repo, e
         _set_params(repo, "validate", "max_class_fraction", 0.2)
     _run(["dvc", "repro"], repo, env)
     assert "Data and pipelines are up to date." in _run(["dvc", "status"], repo, env).stdout
+
+
+def test_a_contributed_drawing_reruns_ingest_and_joins_the_data_once_drawings_are_listed(repo, env, tmp_path):
+    """In a copy of the smoke project: a drawing stored as the service stores it reruns ingest alone while
+    `drawings` is not in the mix (the same digits come out); listed, it is in the next split as `drawings`."""
+    copy = tmp_path / "repo"  # the MLflow store stays behind: split does not need it
+    shutil.copytree(repo, copy, symlinks=True, ignore=shutil.ignore_patterns("mlartifacts", "mlflow.db"))
+    env = {**env, "PYTHONPATH": str(copy / "src")}
+    drawings = [(png_bytes(Image.fromarray(canvas_rgba(draw_strokes(SEVEN_STROKES)))), 7)]
+    drawings.append((png_bytes(Image.fromarray(canvas_rgba(draw_strokes(FOUR_STROKES), (40, 90, 200)))), 4))
+    store_drawings(drawings, copy / "data/feedback", FeedbackLimits(4, 1_000_000, 1_000_000))
+
+    unused = _run(["dvc", "repro", "split"], copy, env)  # every later stage depends on split's outputs
+    assert "Running stage 'ingest'" in unused.stdout
+    assert unused.stdout.count("Running stage") == 1  # the same interim files: validate and split skip
+
+    _set_params(copy, "ingest", "sources", ["mnist", "usps", "drawings"])
+    _run(["dvc", "repro", "split"], copy, env)
+    manifest = pd.read_parquet(copy / "data/prepared/manifest.parquet")
+    drawn = manifest[manifest["source"] == "drawings"]
+    assert sorted(drawn["label"]) == [4, 7]
+    assert set(drawn["official_split"]) <= {"train", "test"}
+    assert (manifest["source"] == "mnist").sum() == 2 * CAP
 
 
 def test_dvc_experiments_become_comparable_mlflow_runs(repo, env):

@@ -43,7 +43,8 @@ def test_unknown_source_lists_the_known_ones(tmp_path, params_dict):
     params_dict["ingest"]["sources"] = ["mnist", "kmnist"]
     with pytest.raises(
         ConfigError,
-        match=r"unknown source\(s\) \['kmnist'\]; known sources: \['emnist-digits', 'mnist', 'usps'\]",
+        match=r"unknown source\(s\) \['kmnist'\]; "
+        r"known sources: \['drawings', 'emnist-digits', 'mnist', 'usps'\]",
     ):
         _load(tmp_path, params_dict)
 
@@ -53,6 +54,7 @@ def test_unknown_source_lists_the_known_ones(tmp_path, params_dict):
     [
         ("split", "val_fraction", 1.5, r"split\.val_fraction"),
         ("ingest", "max_per_split", 9, r"ingest\.max_per_split"),
+        ("ingest", "drawings_test_fraction", 1.5, r"ingest\.drawings_test_fraction"),
         ("base", "seed", -1, r"base\.seed"),
         ("ingest", "sources", [], r"ingest\.sources"),
         ("ingest", "sources", ["usps", "usps"], "listed twice"),

@@ -1,7 +1,9 @@
 """The registry of datasets: for each source, its original files (name, size, SHA-256, official URLs),
-how to parse them, and how many digits each official split must hold.
+how to parse them, and how many digits each official split must hold; and the local sources (contributed
+drawings), which grow in a folder of their own and have no published files, splits or counts.
 
-Adding a source means adding one `Source` to `SOURCES`; `params.yaml` (`ingest.sources`) picks the mix.
+Adding a source means adding one `Source` (or `LocalSource`) to `SOURCES`; `params.yaml`
+(`ingest.sources`) picks the mix.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
+from digitops.data.drawings import read_drawings
 from digitops.data.idx import read_idx_digits
 from digitops.data.usps import read_usps
 
@@ -53,6 +57,21 @@ class Source:
     citation: str = ""
     license: str = ""
     opt_in: bool = False  # large download: not in the default mix
+
+
+@dataclass(frozen=True)
+class LocalSource:
+    """Digits kept in a local folder that grows (contributed drawings).
+
+    Nothing is downloaded or checked against a published SHA-256, and there are no official splits or
+    counts: ingest normalises every image and assigns it to train or test by its content hash
+    (`digitops.data.ingest.ingest_local_source`). The folder is `base.paths.feedback` in params.yaml.
+    """
+
+    name: str
+    description: str
+    read: Callable[[Path], tuple[list[Image.Image], np.ndarray]]  # folder -> images as stored, labels (N,)
+    opt_in: bool = False  # nothing to download; listed in ingest.sources to be used
 
 
 def _mnist_urls(name: str) -> tuple[str, ...]:
@@ -185,18 +204,30 @@ USPS = Source(
     license="no explicit license; distributed for research and teaching",
 )
 
-SOURCES: dict[str, Source] = {source.name: source for source in (MNIST, EMNIST_DIGITS, USPS)}
+DRAWINGS = LocalSource(
+    name="drawings",
+    description="Drawings contributed through the service (POST /feedback) with their true labels: "
+    "canvas or uploaded images of any size, normalised to MNIST style",
+    read=read_drawings,
+)
+
+SOURCES: dict[str, Source | LocalSource] = {
+    source.name: source for source in (MNIST, EMNIST_DIGITS, USPS, DRAWINGS)
+}
 
 
-def expected_counts(source: Source, max_per_split: int | None) -> dict[str, int]:
-    """How many digits each official split of `source` holds after ingest's cap."""
+def expected_counts(source: Source | LocalSource, max_per_split: int | None) -> dict[str, int] | None:
+    """How many digits each official split of `source` holds after ingest's cap; None for a local source,
+    whose size is open (the data contract then checks neither counts nor class shares)."""
+    if isinstance(source, LocalSource):
+        return None
     return {
         split: count if max_per_split is None else min(count, max_per_split)
         for split, count in source.expected_counts.items()
     }
 
 
-def get_source(name: str) -> Source:
+def get_source(name: str) -> Source | LocalSource:
     """The registered source called `name`; an unknown name lists the known ones."""
     try:
         return SOURCES[name]

@@ -1,0 +1,132 @@
+"""Contributed drawings: the folder the service stores them in (`digitops.serve.feedback`), as a data source.
+
+The folder holds one PNG per drawing, named by the SHA-256 of its bytes, and `manifest.jsonl`, one JSON
+object per drawing: `{"file": "<sha256>.png", "label": 7, "sha256": "<sha256>", "received": "<ISO UTC>"}`.
+A drawing is in the data set once its manifest line is: the service writes the PNG first, then the
+manifest (atomically), so a reader never sees a line whose file is missing.
+
+Drawings have no official split: each goes to `train` or `test` by the content hash of its normalised
+image (`split_by_hash`), so it keeps its split as more arrive, and identical digits share a split.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from digitops.digits import NUM_CLASSES
+from digitops.errors import DataFileError
+
+MANIFEST_NAME = "manifest.jsonl"
+_RECORD_KEYS = ("file", "label", "sha256", "received")
+
+
+@dataclass(frozen=True)
+class DrawingRecord:
+    """One line of the manifest: a stored drawing and its true label."""
+
+    file: str  # "<sha256>.png", relative to the folder
+    label: int  # 0-9
+    sha256: str  # of the file's bytes
+    received: str  # ISO 8601, UTC
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {"file": self.file, "label": self.label, "sha256": self.sha256, "received": self.received}
+        )
+
+
+def read_manifest(folder: Path) -> list[DrawingRecord]:
+    """The drawings recorded in `<folder>/manifest.jsonl`, in the order they arrived.
+
+    A missing folder or manifest means no drawings yet: an empty list.
+
+    Raises:
+        DataFileError: a line is not a well-formed record (names the line).
+    """
+    path = Path(folder) / MANIFEST_NAME
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return []
+    records = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            fields = json.loads(line)
+            record = DrawingRecord(**{key: fields[key] for key in _RECORD_KEYS})
+        except (ValueError, TypeError, KeyError) as error:
+            raise DataFileError(path, f"line {number} is not a drawing record ({error})") from None
+        if type(record.label) is not int or not 0 <= record.label < NUM_CLASSES:
+            raise DataFileError(path, f"line {number}: label {record.label!r} is not an integer 0-9")
+        if record.file != f"{record.sha256}.png":
+            raise DataFileError(path, f"line {number}: file {record.file!r} is not named by its sha256")
+        records.append(record)
+    return records
+
+
+def read_drawings(folder: Path) -> tuple[list[Image.Image], np.ndarray]:
+    """Load every recorded drawing as it was stored, checking each file against its SHA-256.
+
+    Args:
+        folder: the feedback folder.
+
+    Returns:
+        the images as stored, in manifest order (loaded PIL images of any size and mode; canvas drawings
+        are RGBA with the ink in alpha), for the normaliser to read exactly as the service reads an
+        upload; and their labels (N,) int64.
+
+    Raises:
+        DataFileError: a recorded file is missing, altered, unreadable, or recorded twice with two labels.
+    """
+    folder = Path(folder)
+    images, labels = [], []
+    label_of: dict[str, int] = {}
+    for record in read_manifest(folder):
+        if record.sha256 in label_of:
+            if label_of[record.sha256] != record.label:
+                raise DataFileError(
+                    folder / MANIFEST_NAME,
+                    f"{record.file} is recorded with labels {label_of[record.sha256]} and {record.label}",
+                )
+            continue  # recorded twice with one label: one digit
+        path = folder / record.file
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise DataFileError(path, f"missing: {MANIFEST_NAME} records it with label {record.label}") from None
+        if hashlib.sha256(data).hexdigest() != record.sha256:
+            raise DataFileError(path, "its bytes do not match the sha256 it is named by: altered or damaged")
+        try:
+            image = Image.open(io.BytesIO(data))
+            image.load()
+        except Exception as error:  # Pillow raises many kinds on a damaged file
+            raise DataFileError(path, f"not a readable image ({error})") from None
+        images.append(image)
+        labels.append(record.label)
+        label_of[record.sha256] = record.label
+    return images, np.array(labels, dtype=np.int64)
+
+
+def split_by_hash(hashes: np.ndarray, test_fraction: float) -> np.ndarray:
+    """Each digit's split: `test` when the first 64 bits of its hex content hash, read as a number in [0, 1),
+    fall below `test_fraction`, else `train`.
+
+    Deterministic and independent of the other digits: a drawing keeps its split as the folder grows.
+
+    Args:
+        hashes: (N,) hex strings of at least 16 characters (`digitops.fingerprint.image_hashes`).
+        test_fraction: the expected share of `test`, in [0, 1].
+
+    Returns:
+        (N,) str: 'train' or 'test'.
+    """
+    position = np.array([int(digest[:16], 16) / 2.0**64 for digest in hashes], dtype=np.float64)
+    return np.where(position < test_fraction, "test", "train").astype("U5")

@@ -1,0 +1,221 @@
+"""Contributed drawings: checked, stored atomically, once, and safely from several processes at once."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import multiprocessing
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from digitops.config import load_params
+from digitops.data.drawings import MANIFEST_NAME, read_manifest
+from digitops.serve.feedback import (
+    DEFAULT_FEEDBACK_DIR,
+    FEEDBACK_DIR_ENV,
+    FeedbackLimits,
+    StoredDrawing,
+    feedback_dir,
+    store_drawings,
+)
+from digitops.serve.inputs import BadInputError, png_bytes
+from tests.fakes import FOUR_STROKES, REPO_ROOT, SEVEN_STROKES, canvas_rgba, draw_strokes
+
+LIMITS = FeedbackLimits(max_items=4, max_bytes=200_000, max_pixels=600 * 600)
+
+
+def _canvas_png(strokes, offset=(0, 0), colour=(0, 0, 0)) -> bytes:
+    """A drawing as the page sends it: a PNG of an RGBA canvas, the ink in alpha."""
+    return png_bytes(Image.fromarray(canvas_rgba(draw_strokes(strokes, offset=offset), colour)))
+
+
+SEVEN = _canvas_png(SEVEN_STROKES)
+FOUR = _canvas_png(FOUR_STROKES)
+
+
+def _contents(folder: Path) -> dict[str, bytes]:
+    """Every file in the folder (temporaries included) -> its bytes; the lock file is not content."""
+    if not folder.exists():
+        return {}
+    return {path.name: path.read_bytes() for path in sorted(folder.iterdir()) if path.name != ".lock"}
+
+
+def _lines(folder: Path) -> list[dict]:
+    return [json.loads(line) for line in (folder / MANIFEST_NAME).read_text().splitlines()]
+
+
+def test_a_drawing_is_stored_as_sent_with_one_manifest_line(tmp_path):
+    folder = tmp_path / "feedback"  # created on first use
+
+    stored = store_drawings([(SEVEN, 7)], folder, LIMITS)
+
+    digest = stored[0].sha256
+    assert stored == [StoredDrawing(file=f"{digest}.png", sha256=digest, label=7, duplicate=False)]
+    assert (folder / f"{digest}.png").read_bytes() == SEVEN
+    [line] = _lines(folder)
+    assert set(line) == {"file", "label", "sha256", "received"}
+    assert (line["file"], line["label"], line["sha256"]) == (f"{digest}.png", 7, digest)
+    received = datetime.fromisoformat(line["received"])
+    assert received.utcoffset().total_seconds() == 0
+    assert abs((datetime.now(UTC) - received).total_seconds()) < 60
+    assert sorted(_contents(folder)) == [f"{digest}.png", MANIFEST_NAME]  # no temporaries left
+
+
+def test_duplicates_are_stored_once(tmp_path):
+    first = store_drawings([(SEVEN, 7), (FOUR, 4), (SEVEN, 7)], tmp_path, LIMITS)
+    again = store_drawings([(FOUR, 4)], tmp_path, LIMITS)
+
+    assert [item.duplicate for item in first] == [False, False, True]
+    assert [item.duplicate for item in again] == [True]
+    assert first[2].sha256 == first[0].sha256 and again[0].sha256 == first[1].sha256
+    assert [(line["label"], line["sha256"]) for line in _lines(tmp_path)] == [
+        (7, first[0].sha256),
+        (4, first[1].sha256),
+    ]
+    assert len(list(tmp_path.glob("*.png"))) == 2
+
+
+def test_the_same_drawing_with_another_label_is_refused(tmp_path):
+    store_drawings([(SEVEN, 7)], tmp_path, LIMITS)
+    before = _contents(tmp_path)
+
+    with pytest.raises(
+        BadInputError, match=r"item 1: this exact image was already contributed with label 7, not 1"
+    ):
+        store_drawings([(FOUR, 4), (SEVEN, 1)], tmp_path, LIMITS)
+    with pytest.raises(
+        BadInputError, match=r"item 1: this exact image is also in this request with label 4, not 9"
+    ):
+        store_drawings([(FOUR, 4), (FOUR, 9)], tmp_path, LIMITS)
+
+    assert _contents(tmp_path) == before
+
+
+@pytest.mark.parametrize("label", [11, 10, -1, "7", True, False, 7.0, None])
+def test_a_bad_label_refuses_the_request_and_writes_nothing(tmp_path, label):
+    with pytest.raises(BadInputError, match=r"^item 1: the label must be an integer 0-9, got "):
+        store_drawings([(SEVEN, 7), (FOUR, label)], tmp_path / "feedback", LIMITS)
+    assert not (tmp_path / "feedback").exists()
+
+
+def _jpeg_bomb_header() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("L", (1000, 1000), 255).save(buffer, format="PNG")  # 1,000,000 pixels > LIMITS.max_pixels
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"", "the file is empty"),
+        (b"this is not an image", "not an image"),
+        (SEVEN[: len(SEVEN) // 2], "truncated or corrupt"),
+        (SEVEN + b"\0" * LIMITS.max_bytes, "the limit is 200,000"),
+        (_jpeg_bomb_header(), "1000x1000 = 1,000,000 pixels"),
+        (png_bytes(np.zeros((256, 256, 4), dtype=np.uint8)), "the image is blank"),
+        (png_bytes(np.full((64, 64), 255, dtype=np.uint8)), "the image is blank"),
+        ("a string", "expected the image file's bytes"),
+    ],
+)
+def test_a_bad_image_refuses_the_request_and_writes_nothing(tmp_path, data, message):
+    store_drawings([(FOUR, 4)], tmp_path, LIMITS)
+    before = _contents(tmp_path)
+    with pytest.raises(BadInputError, match=r"^item 2: .*" + message):
+        store_drawings(
+            [(SEVEN, 7), (_canvas_png(SEVEN_STROKES, offset=(5, 5)), 7), (data, 3)], tmp_path, LIMITS
+        )
+    assert _contents(tmp_path) == before
+
+
+@pytest.mark.parametrize(("count", "message"), [(0, "no drawings: send at least one"), (5, "the limit is 4")])
+def test_no_items_or_too_many_are_refused(tmp_path, count, message):
+    with pytest.raises(BadInputError, match=message):
+        store_drawings([(SEVEN, 7)] * count, tmp_path / "feedback", LIMITS)
+    assert not (tmp_path / "feedback").exists()
+
+
+def test_other_formats_are_stored_as_lossless_png_with_their_alpha(tmp_path):
+    canvas = canvas_rgba(draw_strokes(FOUR_STROKES), colour=(30, 60, 200))  # (256, 256, 4) uint8
+    tiff = io.BytesIO()
+    Image.fromarray(canvas).save(tiff, format="TIFF", compression="tiff_adobe_deflate")
+
+    [stored] = store_drawings([(tiff.getvalue(), 4)], tmp_path, LIMITS)
+
+    with Image.open(tmp_path / stored.file) as image:
+        assert image.format == "PNG" and image.mode == "RGBA"
+        np.testing.assert_array_equal(np.asarray(image), canvas)
+
+
+def test_a_failing_write_leaves_the_folder_as_it_was(tmp_path):
+    store_drawings([(FOUR, 4)], tmp_path, LIMITS)
+    before = _contents(tmp_path)
+    blocked = tmp_path / f"{hashlib.sha256(SEVEN).hexdigest()}.png"  # where SEVEN would be stored
+    blocked.mkdir()  # a folder in its place: storing the second drawing fails
+
+    other = _canvas_png(SEVEN_STROKES, offset=(9, 0))
+    with pytest.raises(OSError):
+        store_drawings([(other, 7), (SEVEN, 7)], tmp_path, LIMITS)
+
+    blocked.rmdir()
+    assert _contents(tmp_path) == before  # the first drawing's file was removed again; manifest unchanged
+
+
+def test_a_file_left_without_its_manifest_line_is_recorded_by_the_next_request(tmp_path):
+    (tmp_path / f"{hashlib.sha256(SEVEN).hexdigest()}.png").write_bytes(SEVEN)  # as if a worker died
+    # between writing the file and adding its manifest line
+    assert read_manifest(tmp_path) == []
+
+    [stored] = store_drawings([(SEVEN, 7)], tmp_path, LIMITS)
+
+    assert stored.duplicate is False
+    assert [record.sha256 for record in read_manifest(tmp_path)] == [stored.sha256]
+
+
+def _store_many(folder: Path, drawings: list[tuple[bytes, int]], start) -> None:
+    start.wait()
+    for drawing in drawings:
+        store_drawings([drawing], folder, LIMITS)
+
+
+def test_two_processes_storing_at_once_keep_a_valid_manifest(tmp_path):
+    drawings = [
+        (_canvas_png(strokes, offset=(dx, 0)), label)
+        for dx in range(0, 24, 2)
+        for strokes, label in ((SEVEN_STROKES, 7), (FOUR_STROKES, 4))
+    ]  # 24 distinct drawings
+    shared = drawings[:6]  # both processes send these too
+    halves = [shared + drawings[6:15], shared + drawings[15:]]
+    context = multiprocessing.get_context("fork")
+    start = context.Event()
+    workers = [context.Process(target=_store_many, args=(tmp_path, half, start)) for half in halves]
+    for worker in workers:
+        worker.start()
+    start.set()
+    for worker in workers:
+        worker.join(timeout=120)
+    assert [worker.exitcode for worker in workers] == [0, 0]
+
+    lines = _lines(tmp_path)  # every line parses
+    assert len(lines) == len(drawings) == len({line["sha256"] for line in lines})
+    assert sorted(line["label"] for line in lines) == sorted(label for _, label in drawings)
+    assert sorted(path.name for path in tmp_path.glob("*.png")) == sorted(line["file"] for line in lines)
+    assert [path.name for path in tmp_path.iterdir() if path.name.startswith(".")] == [".lock"]
+
+
+def test_the_folder_comes_from_the_environment_or_params_yaml(tmp_path):
+    assert feedback_dir(environ={FEEDBACK_DIR_ENV: str(tmp_path)}) == tmp_path
+    assert feedback_dir(environ={FEEDBACK_DIR_ENV: " "}) == DEFAULT_FEEDBACK_DIR
+    assert feedback_dir(environ={}) == load_params(REPO_ROOT / "params.yaml").base.paths.feedback
+    assert feedback_dir(Path("/srv/feedback"), environ={}) == Path("/srv/feedback")
+
+
+@pytest.mark.parametrize("item", [SEVEN, (SEVEN,), (SEVEN, 7, "extra"), "7", None])
+def test_an_item_that_is_not_a_pair_is_refused(tmp_path, item):
+    with pytest.raises(BadInputError, match=r"^item 1: expected \(image bytes, label\)"):
+        store_drawings([(FOUR, 4), item], tmp_path / "feedback", LIMITS)
+    assert not (tmp_path / "feedback").exists()
