@@ -267,7 +267,9 @@ def _chunk_integers(path: Path, chunk, first_row: int) -> np.ndarray:
                 f"the first is column {chunk.columns[column]})"
             )
         else:
-            problem = f"column {chunk.columns[column]} is {chunk.iat[row, column]!r}, not an integer"
+            value = chunk.iat[row, column]  # a str in a column of text, a float in a column of numbers
+            shown = repr(value) if isinstance(value, str) else str(value)
+            problem = f"column {chunk.columns[column]} is {shown}, not an integer"
         raise DataFileError(path, f"row {first_row + row}: {problem}")
     return numbers.astype(np.int64)
 
@@ -475,7 +477,8 @@ class Summary:
         if self.skipped:
             parts.append(f"{self.skipped:,} skipped (unreadable or blank, listed above)")
         if self.ignored_files:
-            parts.append(f"{self.ignored_files:,} files without an image extension ignored")
+            files = "file" if self.ignored_files == 1 else "files"
+            parts.append(f"{self.ignored_files:,} {files} without an image extension ignored")
         if self.labelled:
             parts.append(
                 f"accuracy {self.correct / self.labelled:.2%} on the {self.labelled:,} labelled digits"
