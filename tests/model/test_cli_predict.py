@@ -18,7 +18,7 @@ from digitops.models import build_model
 from digitops.preprocess import normalize_digits
 from digitops.serve.classifier import load_classifier
 from digitops.serve.inputs import digit_from_image, png_bytes
-from tests.unit.test_cli import write_kaggle_csv
+from tests.fakes import write_kaggle_csv
 
 ROWS = 1100  # more than one CSV chunk and one model batch (1,024 each)
 

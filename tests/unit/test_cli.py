@@ -5,7 +5,6 @@ The runs through a real Keras model are in tests/model/test_cli_predict.py; `--u
 
 from __future__ import annotations
 
-import csv
 import io
 from pathlib import Path
 
@@ -32,17 +31,7 @@ from digitops.cli import (
 from digitops.errors import DataFileError
 from digitops.preprocess import normalize_digit
 from digitops.serve.inputs import png_bytes
-from tests.fakes import free_port, random_digits
-
-
-def write_kaggle_csv(path: Path, images: np.ndarray, labels: np.ndarray | None = None) -> Path:
-    """A Kaggle digit-recognizer CSV: a header, then one row of 784 pixels (after the label, if any)."""
-    with path.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow((["label"] if labels is not None else []) + PIXEL_COLUMNS)
-        for index, image in enumerate(images):
-            writer.writerow(([int(labels[index])] if labels is not None else []) + image.ravel().tolist())
-    return path
+from tests.fakes import free_port, random_digits, write_kaggle_csv
 
 
 def _replace_line(path: Path, line_number: int, new_line: str) -> None:
