@@ -334,10 +334,9 @@ def store_model(tag: str) -> LocalModel:
     try:
         stored = bentoml.models.get(tag)
     except (BentoMLException, ValueError) as error:
-        home = os.environ.get("BENTOML_HOME", "~/bentoml")
         raise DigitopsError(
-            f"no model {tag} in the BentoML store ({home}: {error}); `make run` puts the champion there, "
-            "or pass --model-file PATH.keras or --url http://host:3000"
+            f"no model {tag} in the BentoML store ({error}); `make run` puts the champion there "
+            "(set BENTOML_HOME as it was then), or pass --model-file PATH.keras or --url http://host:3000"
         ) from None
     labels = stored.info.labels
     version = f"{labels.get('registered_model', stored.tag.name)}/{labels.get('mlflow_version', '?')}"

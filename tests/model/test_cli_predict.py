@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import csv
 import io
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import keras
@@ -18,7 +21,7 @@ from digitops.models import build_model
 from digitops.preprocess import normalize_digits
 from digitops.serve.classifier import load_classifier
 from digitops.serve.inputs import digit_from_image, png_bytes
-from tests.fakes import write_kaggle_csv
+from tests.fakes import REPO_ROOT, write_kaggle_csv
 
 ROWS = 1100  # more than one CSV chunk and one model batch (1,024 each)
 
@@ -151,3 +154,48 @@ def test_a_malformed_row_stops_the_run_naming_file_and_row_and_leaves_the_output
     assert f"error: {table}: row 1050: column pixel300 is 256, outside 0-255" in capsys.readouterr().err
     assert out.read_text() == "ImageId,Label\n1,7\n"
     assert sorted(path.name for path in tmp_path.iterdir()) == ["submission.csv", "test.csv"]
+
+
+@pytest.mark.slow  # two fresh Python processes that import BentoML (and TensorFlow)
+def test_the_default_model_is_the_one_in_the_bentoml_store_of_bentoml_home(
+    mnist_test, classifier, model_file, tmp_path
+):
+    """As a user runs it after `make run`: `python -m digitops.cli predict` with no model option loads
+    `digits:latest` from BENTOML_HOME; a tag that is not there is a clear error (exit 1)."""
+    images, _ = mnist_test
+    environment = {
+        **os.environ,
+        "BENTOML_HOME": str(tmp_path / "bentoml"),
+        "BENTOML_DO_NOT_TRACK": "true",
+        "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
+    }
+    store = (
+        "import shutil, sys, bentoml\n"
+        "labels = {'registered_model': 'digits', 'mlflow_version': '5'}\n"
+        "with bentoml.models.create('digits', labels=labels) as model:\n"
+        "    shutil.copyfile(sys.argv[1], model.path_of('model.keras'))\n"
+    )
+    subprocess.run([sys.executable, "-c", store, str(model_file)], env=environment, check=True, timeout=300)
+    table = write_kaggle_csv(tmp_path / "test.csv", images[:50])
+    result = subprocess.run(
+        [sys.executable, "-m", "digitops.cli", "predict", str(table)],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == EXIT_OK, result.stderr
+    expected = classifier(normalize_digits(images[:50])).argmax(axis=1)
+    rows = list(csv.reader(io.StringIO(result.stdout)))
+    assert rows[1:] == [[str(index + 1), str(digit)] for index, digit in enumerate(expected)]
+    assert "50 digits predicted by digits/5 (digits:" in result.stderr
+
+    missing = subprocess.run(
+        [sys.executable, "-m", "digitops.cli", "predict", str(table), "--model", "digits:nope"],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert missing.returncode == EXIT_ERROR
+    assert "error: no model digits:nope in the BentoML store" in missing.stderr
