@@ -240,6 +240,8 @@ def read_kaggle_csv(
     try:
         with pd.read_csv(path, chunksize=chunk_rows) as chunks:
             for chunk in chunks:
+                if chunk.empty:  # a file with only the header: no digits
+                    continue
                 first_row = int(chunk.index[0]) + 1
                 values = _chunk_integers(path, chunk, first_row)  # (n, columns) int64
                 _check_range(path, chunk, values, first_row, has_labels)
@@ -652,6 +654,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except DigitopsError as error:
         print(f"error: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    except BrokenPipeError:  # stdout was closed early (| head): stop quietly, as other tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

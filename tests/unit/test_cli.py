@@ -137,6 +137,12 @@ def test_a_malformed_row_is_an_error_naming_the_file_and_the_row(tmp_path, digit
         list(read_kaggle_csv(path, has_labels=True, chunk_rows=2))
 
 
+def test_a_kaggle_csv_with_only_its_header_has_no_digits(tmp_path, digits):
+    path = write_kaggle_csv(tmp_path / "test.csv", digits[:0])
+    assert find_inputs([path]).sources == [KaggleCsv(path, has_labels=False, rows=0)]
+    assert list(read_kaggle_csv(path, has_labels=False)) == []
+
+
 def test_a_malformed_row_in_a_later_chunk_is_named_by_its_row_in_the_file(tmp_path):
     images = random_digits(30, seed=1)
     path = write_kaggle_csv(tmp_path / "test.csv", images)
