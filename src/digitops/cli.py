@@ -539,7 +539,7 @@ def predict(
 
 
 def _with_progress(items: Iterable, total: int, enabled: bool) -> Iterator:
-    """`items`, counted on a progress bar on stderr when `enabled` and stderr is a terminal."""
+    """`items`, counted on a progress bar on stderr when `enabled`."""
     from tqdm import tqdm
 
     with tqdm(total=total, unit="digit", file=sys.stderr, disable=not enabled, leave=False) as bar:
