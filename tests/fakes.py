@@ -1,7 +1,8 @@
-"""Tiny data the tests make themselves: IDX and USPS files, canvas drawings, MNIST-style digits."""
+"""Tiny data the tests make themselves: IDX, USPS and Kaggle CSV files, canvas drawings, digits."""
 
 from __future__ import annotations
 
+import csv
 import gzip
 import os
 import socket
@@ -98,3 +99,15 @@ def interim_arrays(train_per_class: int, test_per_class: int, seed: int = 0) -> 
     splits = np.array(["train"] * (10 * train_per_class) + ["test"] * (10 * test_per_class))
     index = np.concatenate([np.arange(10 * train_per_class), np.arange(10 * test_per_class)])
     return {"images": random_digits(len(labels), seed), "labels": labels, "split": splits, "index": index}
+
+
+def write_kaggle_csv(path: Path, images: np.ndarray, labels: np.ndarray | None = None) -> Path:
+    """A Kaggle digit-recognizer CSV: a header, then one row of 784 pixels (after the label, if any)."""
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(
+            (["label"] if labels is not None else []) + [f"pixel{index}" for index in range(28 * 28)]
+        )
+        for index, image in enumerate(images):
+            writer.writerow(([int(labels[index])] if labels is not None else []) + image.ravel().tolist())
+    return path

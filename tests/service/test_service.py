@@ -3,6 +3,7 @@ HTTP on loopback, compared against the same model called in this process."""
 
 from __future__ import annotations
 
+import csv
 import io
 import os
 import re
@@ -21,11 +22,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from digitops.cli import main as digitops_cli
 from digitops.io import load_npz
 from digitops.preprocess import normalize_digits
 from digitops.serve.classifier import load_classifier
-from digitops.serve.inputs import png_bytes
-from tests.fakes import SEVEN_STROKES, canvas_rgba, draw_strokes, free_port
+from digitops.serve.inputs import digit_from_image, png_bytes
+from tests.fakes import SEVEN_STROKES, canvas_rgba, draw_strokes, free_port, write_kaggle_csv
 
 pytestmark = [pytest.mark.pipeline, pytest.mark.slow]
 
@@ -145,6 +147,34 @@ def test_accuracy_through_http_matches_the_evaluate_stage(service, digits, smoke
         predicted += [result["digit"] for result in response.json()]
     accuracy = float(np.mean(np.array(predicted) == digits.labels))
     assert accuracy == pytest.approx(smoke_repo.evaluation["overall"]["accuracy"], abs=0.002)
+
+
+def test_digitops_predict_url_gets_the_served_models_answers(service, digits, served_model, tmp_path):
+    """`digitops predict --url`: a Kaggle CSV (100 rows: two requests of at most 64 images) and a scanned
+    JPEG, sent as the file's own bytes, get the answers of the model in the bento."""
+    count = 100
+    table = write_kaggle_csv(tmp_path / "train.csv", digits.images[:count], digits.labels[:count])
+    submission = tmp_path / "submission.csv"
+    assert digitops_cli(["predict", str(table), "--url", service.url, "--out", str(submission)]) == 0
+    with submission.open(newline="") as handle:
+        rows = list(csv.reader(handle))
+    assert rows[0] == ["ImageId", "Label"]
+    expected = digits.expected[:count].argmax(axis=1)
+    assert rows[1:] == [[str(index + 1), str(digit)] for index, digit in enumerate(expected)]
+
+    scan = tmp_path / "scan.jpg"  # dark ink on light paper, larger, RGB
+    Image.fromarray(255 - digits.images[count]).resize((84, 84)).convert("RGB").save(scan, quality=95)
+    scan_expected = served_model(digit_from_image(Image.open(scan))[None])[0]
+    predictions = tmp_path / "predictions.csv"
+    command = ["predict", str(table), str(scan), "--url", service.url, "--out", str(predictions)]
+    assert digitops_cli(command) == 0
+    with predictions.open(newline="") as handle:
+        rows = list(csv.reader(handle))
+    assert rows[0] == ["path", "digit", "confidence", "label"]
+    assert [row[1] for row in rows[1 : count + 1]] == [str(digit) for digit in expected]
+    assert [row[3] for row in rows[1 : count + 1]] == [str(label) for label in digits.labels[:count]]
+    assert rows[-1][:2] == [str(scan), str(int(scan_expected.argmax()))]
+    assert float(rows[-1][2]) == pytest.approx(float(scan_expected.max()), abs=1e-5)
 
 
 def _batch_sizes(url: str) -> tuple[float, float]:

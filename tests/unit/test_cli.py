@@ -1,0 +1,267 @@
+"""`digitops predict` without a model: finding inputs, reading Kaggle CSVs, the output format, exit codes.
+
+The runs through a real Keras model are in tests/model/test_cli_predict.py; `--url` against a real
+`bentoml serve` is in tests/service/test_service.py."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from digitops.cli import (
+    EXIT_ERROR,
+    EXIT_USAGE,
+    PIXEL_COLUMNS,
+    Digit,
+    ImageFile,
+    KaggleCsv,
+    Problem,
+    Submission,
+    Table,
+    choose_format,
+    find_inputs,
+    iter_digits,
+    main,
+    read_kaggle_csv,
+)
+from digitops.errors import DataFileError
+from digitops.preprocess import normalize_digit
+from digitops.serve.inputs import png_bytes
+from tests.fakes import free_port, random_digits, write_kaggle_csv
+
+
+def _replace_line(path: Path, line_number: int, new_line: str) -> None:
+    lines = path.read_text().splitlines()
+    lines[line_number - 1] = new_line
+    path.write_text("\n".join(lines) + "\n")
+
+
+@pytest.fixture
+def digits() -> np.ndarray:
+    return random_digits(7, seed=3)  # (7, 28, 28) uint8, never blank
+
+
+# ------------------------------------------------------------------------------------------ finding inputs
+
+
+def test_folders_are_searched_recursively_in_sorted_order_and_other_files_counted(tmp_path, digits):
+    folder = tmp_path / "scans"
+    (folder / "b").mkdir(parents=True)
+    for name in ["b/2.png", "a.png", "b/1.JPG", "c.webp"]:
+        Image.fromarray(digits[0]).convert("RGB").save(folder / name)
+    (folder / "notes.txt").write_text("not a digit")
+    (folder / "b" / "labels.csv").write_text("label\n1\n")  # CSVs count only when named
+    found = find_inputs([folder])
+    assert found.sources == [ImageFile(folder / name) for name in ["a.png", "b/1.JPG", "b/2.png", "c.webp"]]
+    assert found.ignored_files == 2
+    assert found.missing == []
+
+
+def test_paths_keep_the_command_lines_order_and_a_missing_one_is_a_problem(tmp_path, digits):
+    image = tmp_path / "seven.png"
+    image.write_bytes(png_bytes(digits[0]))
+    table = write_kaggle_csv(tmp_path / "train.csv", digits[:3], np.array([1, 2, 3]))
+    found = find_inputs([table, tmp_path / "nothing.png", image])
+    assert found.sources == [KaggleCsv(table, has_labels=True, rows=3), ImageFile(image)]
+    assert found.missing == [Problem(str(tmp_path / "nothing.png"), "no such file or folder")]
+    assert found.total == 4
+
+
+def test_a_kaggle_csv_is_recognised_by_its_header_with_or_without_labels(tmp_path, digits):
+    labelled = find_inputs([write_kaggle_csv(tmp_path / "train.csv", digits, np.arange(7))])
+    unlabelled = find_inputs([write_kaggle_csv(tmp_path / "test.csv", digits)])
+    assert labelled.sources == [KaggleCsv(tmp_path / "train.csv", has_labels=True, rows=7)]
+    assert unlabelled.sources == [KaggleCsv(tmp_path / "test.csv", has_labels=False, rows=7)]
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        ",".join(PIXEL_COLUMNS[:-1]),  # 783 pixel columns
+        ",".join(["id", *PIXEL_COLUMNS]),
+        "a,b,c",
+        "",
+    ],
+)
+def test_a_csv_without_kaggles_header_is_an_error_naming_the_file(tmp_path, header):
+    path = tmp_path / "other.csv"
+    path.write_text(header + "\n1,2,3\n")
+    with pytest.raises(DataFileError, match=r"other\.csv: not a Kaggle digit CSV.*pixel0\.\.pixel783"):
+        find_inputs([path])
+
+
+# ------------------------------------------------------------------------------------------ Kaggle CSVs
+
+
+def test_a_kaggle_csv_is_read_in_chunks_with_its_row_numbers_labels_and_pixels(tmp_path, digits):
+    labels = np.array([3, 1, 4, 1, 5, 9, 2])
+    path = write_kaggle_csv(tmp_path / "train.csv", digits, labels)
+    chunks = list(read_kaggle_csv(path, has_labels=True, chunk_rows=3))
+    assert [first_row for first_row, _, _ in chunks] == [1, 4, 7]
+    np.testing.assert_array_equal(np.concatenate([chunk[1] for chunk in chunks]), labels)
+    images = np.concatenate([chunk[2] for chunk in chunks])
+    assert images.dtype == np.uint8
+    np.testing.assert_array_equal(images, digits)
+
+
+def _last_pixel(value: str):
+    return lambda line: line.rsplit(",", 1)[0] + "," + value
+
+
+def _first_pixel(value: str):
+    return lambda line: ",".join([line.split(",", 1)[0], value, line.split(",", 2)[2]])
+
+
+# case: (line number to replace (2 = the first data row), how to make it from the good line, the message)
+MALFORMED_ROWS = {
+    "one value too many": (4, lambda line: line + ",0", r"line 4 has 786 values; the header has 785 columns"),
+    "one value too few": (3, lambda line: line.rsplit(",", 1)[0], r"row 2: 1 of its 785 values are missing"),
+    "a pixel over 255": (5, _last_pixel("256"), r"row 4: column pixel783 is 256, outside 0-255"),
+    "a negative pixel": (2, _first_pixel("-1"), r"row 1: column pixel0 is -1, outside 0-255"),
+    "not a number": (6, _last_pixel("x"), r"row 5: column pixel783 is 'x', not an integer"),
+    "a fraction": (3, _last_pixel("1.5"), r"row 2: column pixel783 is 1\.5, not an integer"),
+    "a label over 9": (7, lambda line: "10," + line.split(",", 1)[1], r"row 6: column label is 10, .*0-9"),
+}
+
+
+@pytest.mark.parametrize("case", list(MALFORMED_ROWS))
+def test_a_malformed_row_is_an_error_naming_the_file_and_the_row(tmp_path, digits, case):
+    line_number, corrupt, message = MALFORMED_ROWS[case]
+    path = write_kaggle_csv(tmp_path / "train.csv", digits, np.arange(7))
+    _replace_line(path, line_number, corrupt(path.read_text().splitlines()[line_number - 1]))
+    with pytest.raises(DataFileError, match=r"train\.csv: " + message):
+        list(read_kaggle_csv(path, has_labels=True, chunk_rows=2))
+
+
+def test_a_kaggle_csv_with_only_its_header_has_no_digits(tmp_path, digits):
+    path = write_kaggle_csv(tmp_path / "test.csv", digits[:0])
+    assert find_inputs([path]).sources == [KaggleCsv(path, has_labels=False, rows=0)]
+    assert list(read_kaggle_csv(path, has_labels=False)) == []
+
+
+def test_a_malformed_row_in_a_later_chunk_is_named_by_its_row_in_the_file(tmp_path):
+    images = random_digits(30, seed=1)
+    path = write_kaggle_csv(tmp_path / "test.csv", images)
+    line = path.read_text().splitlines()[25]  # row 25
+    _replace_line(path, 26, line.replace(",", ",300,", 1).rsplit(",", 1)[0])
+    with pytest.raises(DataFileError, match=r"row 25: column pixel1 is 300, outside 0-255"):
+        list(read_kaggle_csv(path, has_labels=False, chunk_rows=8))
+
+
+# ------------------------------------------------------------------------------------------ digits
+
+
+def test_csv_rows_become_normalised_digits_and_a_blank_row_a_problem(tmp_path, digits):
+    images = digits[:3].copy()
+    images[1] = 0  # blank
+    path = write_kaggle_csv(tmp_path / "test.csv", images)
+    items = list(iter_digits(find_inputs([path]).sources, uploads=True))
+    assert isinstance(items[1], Problem)
+    assert items[1].name == f"{path}#2"
+    assert "blank" in items[1].reason
+    first, third = items[0], items[2]
+    assert (first.name, first.image_id, first.label, third.image_id) == (f"{path}#1", 1, None, 3)
+    np.testing.assert_array_equal(first.pixels, normalize_digit(images[0]))
+    # --url sends the row's own pixels as PNG; the service normalises them as this process did
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(first.upload))), images[0])
+
+
+def test_image_files_become_digits_and_bad_files_problems_that_say_why(tmp_path, digits):
+    good = tmp_path / "good.png"
+    good.write_bytes(png_bytes(digits[0]))
+    blank = tmp_path / "blank.png"
+    blank.write_bytes(png_bytes(np.full((40, 40), 255, np.uint8)))
+    text = tmp_path / "fake.png"
+    text.write_text("not an image at all")
+    truncated = tmp_path / "cut.png"
+    truncated.write_bytes(png_bytes(digits[1])[:60])
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
+    files = [ImageFile(path) for path in [good, blank, text, truncated, empty]]
+    items = list(iter_digits(files, uploads=True))
+    assert isinstance(items[0], Digit)
+    assert items[0].upload == good.read_bytes()  # --url sends the file as it is, like curl -F images=@file
+    np.testing.assert_array_equal(items[0].pixels, normalize_digit(digits[0]))
+    reasons = {Path(item.name).name: item.reason for item in items[1:]}
+    assert "blank" in reasons["blank.png"]
+    assert "not an image" in reasons["fake.png"]
+    assert "truncated or corrupt" in reasons["cut.png"]
+    assert "empty" in reasons["empty.jpg"]
+
+
+# ------------------------------------------------------------------------------------------ output format
+
+
+def test_one_kaggle_csv_alone_gets_the_submission_format_anything_else_the_table(tmp_path):
+    table = KaggleCsv(tmp_path / "test.csv", has_labels=False, rows=3)
+    image = ImageFile(tmp_path / "a.png")
+    assert isinstance(choose_format([table], "auto"), Submission)
+    assert isinstance(choose_format([table, image], "auto"), Table)
+    assert isinstance(choose_format([table, table], "auto"), Table)
+    assert isinstance(choose_format([image], "auto"), Table)
+    assert isinstance(choose_format([table], "table"), Table)
+    digit = Digit("test.csv#3", 3, 7, np.zeros((28, 28), np.uint8), None)
+    assert Submission().row(digit, 4, 0.9) == (3, 4)
+    assert Table().row(digit, 4, 0.91234567) == ("test.csv#3", 4, "0.912346", 7)
+
+
+# ------------------------------------------------------------------------------------------ exit codes
+
+
+def test_no_inputs_exits_2_with_a_message(tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("nothing to see")
+    assert main(["predict", str(tmp_path), "--model-file", "unused.keras"]) == EXIT_USAGE
+    assert "no inputs found" in capsys.readouterr().err
+    assert main(["predict", str(tmp_path / "missing")]) == EXIT_USAGE
+    assert "no such file or folder" in capsys.readouterr().err
+
+
+def test_wrong_arguments_exit_2(tmp_path, digits, capsys):
+    image = tmp_path / "a.png"
+    image.write_bytes(png_bytes(digits[0]))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["predict", str(image), "--url", "http://x", "--model-file", "m.keras"])
+    assert exit_info.value.code == EXIT_USAGE
+    assert main(["predict", str(image), "--format", "kaggle"]) == EXIT_USAGE
+    assert "exactly one Kaggle CSV" in capsys.readouterr().err
+    assert main(["predict", str(image), "--model-file", str(tmp_path / "none.keras")]) == EXIT_USAGE
+    assert "none.keras: no such file" in capsys.readouterr().err
+    assert main(["predict", str(image), "--url", "localhost:3000"]) == EXIT_USAGE
+    assert "expected http://host:port" in capsys.readouterr().err
+
+
+def test_a_csv_with_a_wrong_header_exits_1_before_any_model_is_loaded(tmp_path, capsys):
+    path = tmp_path / "sales.csv"
+    path.write_text("region,amount\nnorth,3\n")
+    assert main(["predict", str(path), "--model-file", str(tmp_path / "none.keras")]) == EXIT_ERROR
+    assert "sales.csv: not a Kaggle digit CSV" in capsys.readouterr().err
+
+
+def test_an_unreachable_service_exits_1_with_a_clear_message(tmp_path, digits, capsys):
+    image = tmp_path / "a.png"
+    image.write_bytes(png_bytes(digits[0]))
+    out = tmp_path / "predictions.csv"
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    assert main(["predict", str(image), "--url", url, "--out", str(out)]) == EXIT_ERROR
+    assert f"cannot reach the service at {url}" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_a_server_that_is_not_the_service_exits_1_showing_its_answer(tmp_path, digits, http_server, capsys):
+    image = tmp_path / "a.png"
+    image.write_bytes(png_bytes(digits[0]))
+    assert main(["predict", str(image), "--url", http_server.url]) == EXIT_ERROR
+    assert f"the service at {http_server.url} is not ready: /readyz answered 404" in capsys.readouterr().err
+    assert http_server.requests == ["/readyz"]
+
+
+def test_help_documents_the_exit_codes(capsys):
+    with pytest.raises(SystemExit):
+        main(["predict", "--help"])
+    text = capsys.readouterr().out
+    assert "exit codes:" in text
+    assert "ImageId,Label" in text
