@@ -307,7 +307,7 @@ def _stacked(first: tuple[int, ...], second: tuple[int, ...], digit_height: floa
 
 
 def _touching(first: tuple[int, ...], second: tuple[int, ...], digit_height: float) -> bool:
-    """Two boxes (x0, y0, x1, y1) lie within `FRAGMENT_GAP` digit heights of each other, in both directions."""
+    """Two boxes (x0, y0, x1, y1) lie within `FRAGMENT_GAP` digit heights of each other."""
     gap_x = max(first[0], second[0]) - min(first[2], second[2])
     gap_y = max(first[1], second[1]) - min(first[3], second[3])
     merged_height = max(first[3], second[3]) - min(first[1], second[1])
@@ -324,7 +324,7 @@ def _reading_order(boxes: list[tuple[int, int, int, int]]) -> list[list[int]]:
     """
     lines: list[list[int]] = []
     for index in sorted(range(len(boxes)), key=lambda i: boxes[i][0]):
-        x0, y0, x1, y1 = boxes[index]
+        _, y0, _, y1 = boxes[index]
         centre = (y0 + y1) / 2
         best, best_distance = None, None
         for line in lines:
