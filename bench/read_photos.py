@@ -11,6 +11,7 @@ lit by a gradient and a shadow, rotated, blurred and JPEG-compressed (`digitops.
 - number accuracy: photos whose whole text is right;
 - detection: photos with the wrong number of digits found, missing and extra digits (a segmentation
   error); and the digit accuracy on the photos where the count is right (the classifier's share);
+- the classifier's accuracy on the same digits as the datasets give them (normalised, no photo);
 - time per photo: `read_digits` (segmentation, normalisation and one classifier call), median and p95.
 """
 
@@ -28,6 +29,7 @@ from PIL import Image, ImageDraw
 from digitops.data.idx import read_idx_digits
 from digitops.data.usps import read_usps
 from digitops.io import atomic_path, atomic_write
+from digitops.preprocess import normalize_digits
 from digitops.serve.classifier import load_classifier
 from digitops.serve.photos import SyntheticPhoto, make_photo
 from digitops.serve.segment import ReadResult, read_digits
@@ -49,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
 
     pool = _test_digits(args.datasets)
     rng = np.random.default_rng(args.seed)
-    photos = [_random_photo(pool, rng) for _ in range(args.photos)]
+    photos, sources = zip(*(_random_photo(pool, rng) for _ in range(args.photos)), strict=True)
     classifier = load_classifier(args.model)
     classifier.warm_up()
 
@@ -59,6 +61,12 @@ def main(argv: list[str] | None = None) -> int:
         results.append(read_digits(photo.image, classifier))
         seconds.append(time.perf_counter() - started)
     figures = {"model": str(args.model), "photos": len(photos), "seed": args.seed, **_score(photos, results)}
+    # The same digits as the dataset gives them (normalised, no photo): what the classifier alone gets.
+    source_digits = normalize_digits([image for photo_sources in sources for image in photo_sources])
+    true_labels = np.array([int(d) for photo in photos for line in photo.lines for d in line])
+    figures["classifier_accuracy_on_source_digits"] = round(
+        float(np.mean(classifier(source_digits).argmax(axis=1) == true_labels)), 4
+    )
     figures["seconds_per_photo"] = {
         "mean": round(float(np.mean(seconds)), 4),
         "median": round(float(np.median(seconds)), 4),
@@ -71,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
             json.dump(figures, handle, indent=2)
     if args.examples:
         with atomic_path(args.examples) as path:
-            _example_grid(photos[:12], results[:12]).save(path, format="PNG")
+            _example_grid(list(photos[:12]), results[:12]).save(path, format="PNG")
     return 0
 
 
@@ -87,12 +95,15 @@ def _test_digits(datasets: Path) -> list[tuple[np.ndarray, int]]:
     ]
 
 
-def _random_photo(pool: list[tuple[np.ndarray, int]], rng: np.random.Generator) -> SyntheticPhoto:
+def _random_photo(
+    pool: list[tuple[np.ndarray, int]], rng: np.random.Generator
+) -> tuple[SyntheticPhoto, list[np.ndarray]]:
+    """A photo of a 3-8 digit number (one in five: two such lines), and its digit images in reading order."""
     line_count = 2 if rng.random() < 0.2 else 1
     picks = [rng.integers(len(pool), size=int(rng.integers(3, 9))) for _ in range(line_count)]
     lines = [[pool[i][0] for i in line] for line in picks]
     labels = [[pool[i][1] for i in line] for line in picks]
-    return make_photo(lines, labels, rng)
+    return make_photo(lines, labels, rng), [image for line in lines for image in line]
 
 
 def _score(photos: list[SyntheticPhoto], results: list[ReadResult]) -> dict:

@@ -42,7 +42,7 @@ STACK_OVERLAP = 0.5  # ... when their boxes share this fraction of the narrower 
 MAX_MERGED_HEIGHT = 1.6  # ... and the merged box is at most this many median digit heights tall
 FRAGMENT_AREA = 0.3  # a component with less ink than this fraction of a digit's is a fragment, and
 FRAGMENT_GAP = 0.1  # ... joins a digit within this fraction of the digit height of it
-CROP_MARGIN = 2  # px of paper kept around each crop
+CROP_PAPER = 1.5  # a crop is a square of paper this many times the digit's longer side
 
 
 @dataclass(frozen=True)
@@ -51,8 +51,9 @@ class DigitCrop:
 
     Attributes:
         box: (x, y, width, height) in the original photo's pixels.
-        pixels: (h, w) uint8, dark ink on white paper: the illumination-corrected crop at analysis scale,
-            with every pixel that is not this digit's ink set to paper. Ready for `normalize_digit`.
+        pixels: (s, s) uint8, dark ink on white paper: the illumination-corrected digit at analysis scale,
+            centred on a square of paper (every pixel that is not this digit's ink is paper). Ready for
+            `normalize_digit`.
         line: 0 for the top line, 1 for the next, ...
     """
 
@@ -367,11 +368,24 @@ def _to_original(
 def _crop(
     flat: np.ndarray, labels: np.ndarray, group: np.ndarray, box: tuple[int, int, int, int]
 ) -> np.ndarray:
-    """The digit's pixels: (h, w) uint8, dark ink on white, other ink (neighbours, specks) blanked out."""
+    """The digit's pixels, dark ink on white, everything else (neighbours, specks) blanked out to paper.
+
+    The ink sits in the middle of a square of paper `CROP_PAPER` times its longer side: the normaliser
+    takes the median pixel for the paper, so ink must cover less than half of the crop (a thick '1' fills
+    its own box).
+
+    Returns:
+        (s, s) uint8.
+    """
     x0, y0, x1, y1 = box
-    y0, x0 = max(0, y0 - CROP_MARGIN), max(0, x0 - CROP_MARGIN)
-    y1, x1 = min(flat.shape[0], y1 + CROP_MARGIN), min(flat.shape[1], x1 + CROP_MARGIN)
     own = np.isin(labels[y0:y1, x0:x1], group + 1).astype(np.uint8) * 255  # this digit's thresholded ink
+    own = np.pad(own, 1)
     own = np.asarray(Image.fromarray(own).filter(ImageFilter.MaxFilter(3)))  # with its soft edges
-    pixels = np.where(own > 0, flat[y0:y1, x0:x1], 1.0)
-    return np.round(pixels * 255).astype(np.uint8)
+    y0, x0, y1, x1 = y0 - 1, x0 - 1, y1 + 1, x1 + 1  # the box of `own`, one pixel larger all round
+    inside = np.pad(flat, 1, constant_values=1.0)[y0 + 1 : y1 + 1, x0 + 1 : x1 + 1]
+    ink = np.where(own > 0, inside, 1.0)  # (h, w)
+    side = round(CROP_PAPER * max(ink.shape))
+    top, left = (side - ink.shape[0]) // 2, (side - ink.shape[1]) // 2
+    square = np.ones((side, side), np.float32)
+    square[top : top + ink.shape[0], left : left + ink.shape[1]] = ink
+    return np.round(square * 255).astype(np.uint8)
