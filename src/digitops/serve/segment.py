@@ -36,12 +36,16 @@ NOISE_SIGMAS = 5.0  # ... and by this many standard deviations of the paper's no
 INK_FRACTION = 0.45  # ... and by at least this fraction of the strongest ink nearby
 MIN_DIGIT_SIDE = 0.02  # a digit's box is at least this fraction of the photo's short side tall
 MIN_DIGIT_PIXELS = 12  # px at analysis scale
-SPECK_AREA = 0.12  # a group with less ink than this fraction of a digit's (and short) is a speck
-STACK_GAP = 0.3  # pieces this close vertically (fraction of the median digit height) can be one digit
-STACK_OVERLAP = 0.5  # ... when their boxes share this fraction of the narrower one's width
-MAX_MERGED_HEIGHT = 1.6  # ... and the merged box is at most this many median digit heights tall
-FRAGMENT_AREA = 0.3  # a component with less ink than this fraction of a digit's is a fragment, and
-FRAGMENT_GAP = 0.1  # ... joins a digit within this fraction of the digit height of it
+SPECK_HEIGHT = 0.4  # a group less tall than this fraction of the typical digit is a speck, and so is
+SPECK_AREA = 0.12  # ... one with less ink than this fraction of a digit's that is not tall
+STACK_GAP = 0.3  # pieces this close vertically (fraction of the typical digit height) can be one digit:
+STACK_OVERLAP = 0.2  # ... one above the other, sharing this fraction of the narrower one's width,
+NEST_OVERLAP = 0.5  # ... or side by side, sharing this fraction of it;
+MAX_MERGED_HEIGHT = 1.6  # ... and the merged box is at most this many digit heights tall
+FRAGMENT_AREA = 0.35  # a group with less ink than this fraction of a digit's,
+FRAGMENT_HEIGHT = 0.6  # ... and less tall than this fraction of a digit, is a fragment, and
+FRAGMENT_GAP = 0.2  # ... joins the nearest digit when within this fraction of the digit height of it;
+TOUCH_GAP = 0.05  # a small group that is not short joins a digit only this close
 CROP_PAPER = 1.5  # a crop is a square of paper this many times the digit's longer side
 
 
@@ -270,20 +274,38 @@ def _digit_groups(boxes: np.ndarray, areas: np.ndarray, shape: tuple[int, int]) 
     digit_height = _weighted_median(heights[keep], areas[keep])
     digit_area = _weighted_median(areas[keep], areas[keep])
     groups = [np.array([index]) for index in keep]
-    merged = True
-    while merged:  # merge pairs until nothing changes (a few dozen components at most)
-        merged = False
-        for a, b in itertools.combinations(range(len(groups)), 2):
-            first, second = _union(boxes[groups[a]]), _union(boxes[groups[b]])
-            fragment = min(areas[groups[a]].sum(), areas[groups[b]].sum()) < FRAGMENT_AREA * digit_area
-            if _stacked(first, second, digit_height) or (fragment and _touching(first, second, digit_height)):
-                groups[a] = np.concatenate([groups[a], groups.pop(b)])
-                merged = True
-                break
+    while pair := next(  # pieces of one digit: merge pairs until none is left (a few dozen components)
+        (
+            (a, b)
+            for a, b in itertools.combinations(range(len(groups)), 2)
+            if _pieces_of_one(_union(boxes[groups[a]]), _union(boxes[groups[b]]), digit_height)
+        ),
+        None,
+    ):
+        groups[pair[0]] = np.concatenate([groups[pair[0]], groups.pop(pair[1])])
+    # A bit broken off a stroke joins the nearest digit: a small group that is short (not a thin '1' or
+    # '7') and near it, or any small group almost touching it.
+    fragments = [group for group in groups if areas[group].sum() < FRAGMENT_AREA * digit_area]
+    for fragment in sorted(fragments, key=lambda group: areas[group].sum()):
+        others = [group for group in groups if group is not fragment]
+        if not others:
+            break
+        gaps = [_gap(_union(boxes[fragment]), _union(boxes[other])) for other in others]
+        nearest = others[int(np.argmin(gaps))]
+        short = _height(_union(boxes[fragment])) < FRAGMENT_HEIGHT * digit_height
+        near = min(gaps) <= (FRAGMENT_GAP if short else TOUCH_GAP) * digit_height
+        if near and _height(_union(boxes[np.concatenate([fragment, nearest])])) <= (
+            MAX_MERGED_HEIGHT * digit_height
+        ):
+            groups = [group for group in others if group is not nearest] + [
+                np.concatenate([nearest, fragment])
+            ]
     group_areas = np.array([areas[group].sum() for group in groups])
     group_boxes = np.array([_union(boxes[group]) for group in groups])
     group_heights = group_boxes[:, 3] - group_boxes[:, 1]
-    speck = (group_areas < SPECK_AREA * digit_area) & (group_heights < 0.5 * digit_height)
+    speck = (group_heights < SPECK_HEIGHT * digit_height) | (
+        (group_areas < SPECK_AREA * digit_area) & (group_heights < 0.6 * digit_height)
+    )
     too_small = group_heights < max(MIN_DIGIT_SIDE * min(height, width), 4)
     return [group for group, drop in zip(groups, speck | too_small, strict=True) if not drop]
 
@@ -294,27 +316,33 @@ def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
     return float(values[order][np.searchsorted(cumulative, cumulative[-1] / 2)])
 
 
-def _stacked(first: tuple[int, ...], second: tuple[int, ...], digit_height: float) -> bool:
-    """Two boxes (x0, y0, x1, y1) are pieces of one digit stacked vertically (the bar and body of a '5')."""
-    overlap = min(first[2], second[2]) - max(first[0], second[0])
+def _pieces_of_one(first: tuple[int, ...], second: tuple[int, ...], digit_height: float) -> bool:
+    """Two boxes (x0, y0, x1, y1) hold pieces of one digit.
+
+    Stacked: one above the other, close, sharing some width (the bar and the body of a '5'). Or
+    overlapping: sharing most of the narrower one's width (the arm and the upright of a '4'). Either way
+    the merged box must not be much taller than a digit (two lines of digits stay apart).
+    """
+    overlap_x = min(first[2], second[2]) - max(first[0], second[0])
+    overlap_y = min(first[3], second[3]) - max(first[1], second[1])  # negative: the gap between them
     narrower = min(first[2] - first[0], second[2] - second[0])
-    gap = max(first[1], second[1]) - min(first[3], second[3])  # negative when they overlap vertically
+    shorter = min(first[3] - first[1], second[3] - second[1])
     merged_height = max(first[3], second[3]) - min(first[1], second[1])
-    return (
-        overlap >= STACK_OVERLAP * narrower
-        and gap <= STACK_GAP * digit_height
-        and merged_height <= MAX_MERGED_HEIGHT * digit_height
-    )
+    if overlap_y < -STACK_GAP * digit_height or merged_height > MAX_MERGED_HEIGHT * digit_height:
+        return False
+    stacked = overlap_y <= 0.5 * shorter and overlap_x >= STACK_OVERLAP * narrower
+    return stacked or overlap_x >= NEST_OVERLAP * narrower
 
 
-def _touching(first: tuple[int, ...], second: tuple[int, ...], digit_height: float) -> bool:
-    """Two boxes (x0, y0, x1, y1) lie within `FRAGMENT_GAP` digit heights of each other."""
+def _height(box: tuple[int, ...]) -> int:
+    return box[3] - box[1]
+
+
+def _gap(first: tuple[int, ...], second: tuple[int, ...]) -> int:
+    """The distance between two boxes (x0, y0, x1, y1): the larger of the horizontal and vertical gaps."""
     gap_x = max(first[0], second[0]) - min(first[2], second[2])
     gap_y = max(first[1], second[1]) - min(first[3], second[3])
-    merged_height = max(first[3], second[3]) - min(first[1], second[1])
-    return (
-        max(gap_x, gap_y) <= FRAGMENT_GAP * digit_height and merged_height <= MAX_MERGED_HEIGHT * digit_height
-    )
+    return max(gap_x, gap_y)
 
 
 def _reading_order(boxes: list[tuple[int, int, int, int]]) -> list[list[int]]:
