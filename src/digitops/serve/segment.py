@@ -3,12 +3,14 @@
 `find_digits` works on the photo alone (numpy, Pillow and cc3d; no OpenCV or scipy, so that the serving image
 stays small):
 1. grayscale, downscaled to at most `MAX_ANALYSIS_SIDE` pixels on the long side (boxes are mapped back);
-2. the paper's brightness is estimated on a coarse grid (a bright percentile per cell, then a morphological
-   closing wider than a pen stroke) and divided out: shadows and uneven light disappear, the paper is ~1;
-3. a pixel is ink when it is darker than the paper by at least half of the nearby ink's strength, and by
-   at least `MIN_INK` (so that blank paper, its texture and JPEG noise give no ink at all);
-4. connected components (cc3d); the pieces of a broken stroke are merged (their boxes overlap horizontally
-   and are stacked closely, as the bar and body of a '5'); specks and paper-edge artefacts are dropped;
+2. the paper's brightness is estimated on a coarse grid (the median per cell, then rank filters wider than
+   a pen stroke) and divided out: shadows and uneven light disappear, the paper is ~1;
+3. a pixel is ink when it is darker than the paper by at least `INK_FRACTION` of the nearby ink's strength,
+   by `MIN_INK`, and by `NOISE_SIGMAS` times the paper's local noise (so that blank paper, its texture and
+   JPEG noise give no ink);
+4. connected components (cc3d); the pieces of a broken stroke are merged (stacked like the bar and body of
+   a '5', overlapping like the arm and upright of a '4', or a small bit close to a digit); specks, faint
+   stains and paper-edge artefacts are dropped;
 5. the digits are grouped into lines (each digit joins the line whose last digit sits at its height, which
    tolerates a slightly rotated photo) and ordered top to bottom, left to right.
 
@@ -18,7 +20,6 @@ batched call.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
@@ -30,14 +31,16 @@ from digitops.preprocess import EmptyImageError, normalize_digit
 
 MAX_ANALYSIS_SIDE = 1600  # px: larger photos are analysed downscaled
 BACKGROUND_GRID = 64  # cells along the long side for the paper's brightness
-BACKGROUND_WINDOW = 7  # cells (odd): the closing removes dark features narrower than this (pen strokes)
+BACKGROUND_WINDOW = 15  # cells (odd): wider than a pen stroke, about a quarter of the photo
 MIN_INK = 0.12  # darker than the paper by at least this fraction to be ink
 NOISE_SIGMAS = 5.0  # ... and by this many standard deviations of the paper's noise
 INK_FRACTION = 0.45  # ... and by at least this fraction of the strongest ink nearby
-MIN_DIGIT_SIDE = 0.02  # a digit's box is at least this fraction of the photo's short side tall
+MIN_DIGIT_SIDE = 0.04  # a digit's box is at least this fraction of the photo's short side tall
 MIN_DIGIT_PIXELS = 12  # px at analysis scale
+MAX_COMPONENTS = 500  # the largest components considered (1 to 20 digits, a few pieces each)
 SPECK_HEIGHT = 0.4  # a group less tall than this fraction of the typical digit is a speck, and so is
 SPECK_AREA = 0.12  # ... one with less ink than this fraction of a digit's that is not tall
+FAINT_INK = 0.4  # a group whose ink is fainter than this fraction of the digits' is a stain or a shadow
 STACK_GAP = 0.3  # pieces this close vertically (fraction of the typical digit height) can be one digit:
 STACK_OVERLAP = 0.2  # ... one above the other, sharing this fraction of the narrower one's width,
 NEST_OVERLAP = 0.5  # ... or side by side, sharing this fraction of it;
@@ -107,7 +110,8 @@ def find_digits(image: Image.Image | np.ndarray) -> list[DigitCrop]:
     floor = np.maximum(MIN_INK, NOISE_SIGMAS * _noise_sigma(ink))  # (h, w): more where the light is dim
     mask = (ink > floor) & (ink > INK_FRACTION * _local_max(ink))  # (h, w) bool
     labels, boxes, areas = _components(mask)
-    groups = _digit_groups(boxes, areas, mask.shape)  # lists of component ids, one list per digit
+    ink_sums = np.bincount(labels.ravel(), weights=ink.ravel(), minlength=len(areas) + 1)[1:]  # (n,)
+    groups = _digit_groups(boxes, areas, ink_sums, mask.shape)  # component indices, one array per digit
     crops = []
     for line_number, line in enumerate(_reading_order([_union(boxes[g]) for g in groups])):
         for index in line:
@@ -179,17 +183,20 @@ def _grayscale(image: Image.Image | np.ndarray) -> np.ndarray:
 def _paper_brightness(gray: np.ndarray) -> np.ndarray:
     """The paper's brightness under the local light, without the ink: (h, w) float32 > 0.
 
-    The median of each cell of a coarse grid ignores thin strokes; a closing (max then min filter)
-    over `BACKGROUND_WINDOW` cells removes whole strokes but keeps the edges of shadows where they are.
+    The median of each cell of a coarse grid ignores thin strokes. Over `BACKGROUND_WINDOW` cells, a high
+    rank (the brightest fifth) then a low rank (the darkest fifth) remove whole strokes, even bold ones,
+    while the edges of shadows stay where they are; unlike a max then a min filter (a closing), ranks do
+    not favour the brightest noise, so plain paper comes out at its own level.
     """
     cells = _grid_reduce(gray, lambda blocks: np.median(blocks, axis=-1))  # (gh, gw)
     # Continue the light's slope past the edges (odd reflection): with the edge value repeated, as the rank
     # filters do, a photo darkening towards its edge would get the brighter inner paper there.
     pad = BACKGROUND_WINDOW // 2
     padded = np.clip(np.pad(cells, pad, mode="reflect", reflect_type="odd"), cells.min(), cells.max())
+    last = BACKGROUND_WINDOW**2 - 1
     small = Image.fromarray(padded.astype(np.float32), mode="F")
-    small = small.filter(ImageFilter.MaxFilter(BACKGROUND_WINDOW)).filter(
-        ImageFilter.MinFilter(BACKGROUND_WINDOW)
+    small = small.filter(ImageFilter.RankFilter(BACKGROUND_WINDOW, round(0.8 * last))).filter(
+        ImageFilter.RankFilter(BACKGROUND_WINDOW, round(0.2 * last))
     )
     small = small.crop((pad, pad, pad + cells.shape[1], pad + cells.shape[0]))
     brightness = np.asarray(small.resize(gray.shape[::-1], Image.Resampling.BILINEAR))
@@ -251,11 +258,14 @@ def _components(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return labels, boxes, areas
 
 
-def _digit_groups(boxes: np.ndarray, areas: np.ndarray, shape: tuple[int, int]) -> list[np.ndarray]:
-    """Decide which components make up each digit; drop specks and paper-edge artefacts.
+def _digit_groups(
+    boxes: np.ndarray, areas: np.ndarray, ink_sums: np.ndarray, shape: tuple[int, int]
+) -> list[np.ndarray]:
+    """Decide which components make up each digit; drop specks, faint stains and paper-edge artefacts.
 
     Args:
-        boxes: (n, 4) x0, y0, x1, y1; areas: (n,); shape: the analysis image's (h, w).
+        boxes: (n, 4) x0, y0, x1, y1; areas: (n,) pixels; ink_sums: (n,) the ink map summed over each;
+        shape: the analysis image's (h, w).
 
     Returns:
         One array of component indices per digit.
@@ -273,41 +283,73 @@ def _digit_groups(boxes: np.ndarray, areas: np.ndarray, shape: tuple[int, int]) 
     # Typical digit height and ink: medians weighted by ink, so that many specks do not drag them down.
     digit_height = _weighted_median(heights[keep], areas[keep])
     digit_area = _weighted_median(areas[keep], areas[keep])
-    groups = [np.array([index]) for index in keep]
-    while pair := next(  # pieces of one digit: merge pairs until none is left (a few dozen components)
-        (
-            (a, b)
-            for a, b in itertools.combinations(range(len(groups)), 2)
-            if _pieces_of_one(_union(boxes[groups[a]]), _union(boxes[groups[b]]), digit_height)
-        ),
-        None,
-    ):
-        groups[pair[0]] = np.concatenate([groups[pair[0]], groups.pop(pair[1])])
-    # A bit broken off a stroke joins the nearest digit: a small group that is short (not a thin '1' or
-    # '7') and near it, or any small group almost touching it.
-    fragments = [group for group in groups if areas[group].sum() < FRAGMENT_AREA * digit_area]
-    for fragment in sorted(fragments, key=lambda group: areas[group].sum()):
-        others = [group for group in groups if group is not fragment]
-        if not others:
-            break
-        gaps = [_gap(_union(boxes[fragment]), _union(boxes[other])) for other in others]
-        nearest = others[int(np.argmin(gaps))]
-        short = _height(_union(boxes[fragment])) < FRAGMENT_HEIGHT * digit_height
-        near = min(gaps) <= (FRAGMENT_GAP if short else TOUCH_GAP) * digit_height
-        if near and _height(_union(boxes[np.concatenate([fragment, nearest])])) <= (
-            MAX_MERGED_HEIGHT * digit_height
-        ):
-            groups = [group for group in others if group is not nearest] + [
-                np.concatenate([nearest, fragment])
-            ]
-    group_areas = np.array([areas[group].sum() for group in groups])
-    group_boxes = np.array([_union(boxes[group]) for group in groups])
+    keep = keep[np.argsort(-areas[keep])[:MAX_COMPONENTS]]  # the largest, on a photo full of texture
+    members, group_boxes = _merge_pieces([[index] for index in keep], boxes[keep], digit_height)
+    members, group_boxes = _attach_fragments(members, group_boxes, areas, digit_height, digit_area)
+    group_areas = np.array([areas[group].sum() for group in members])
+    group_ink = np.array([ink_sums[group].sum() for group in members]) / group_areas  # mean ink strength
     group_heights = group_boxes[:, 3] - group_boxes[:, 1]
     speck = (group_heights < SPECK_HEIGHT * digit_height) | (
         (group_areas < SPECK_AREA * digit_area) & (group_heights < 0.6 * digit_height)
     )
+    faint = group_ink < FAINT_INK * _weighted_median(group_ink, group_areas)
     too_small = group_heights < max(MIN_DIGIT_SIDE * min(height, width), 4)
-    return [group for group, drop in zip(groups, speck | too_small, strict=True) if not drop]
+    drop = speck | faint | too_small
+    return [np.array(group) for group, dropped in zip(members, drop, strict=True) if not dropped]
+
+
+def _merge_pieces(
+    members: list[list[int]], group_boxes: np.ndarray, digit_height: float
+) -> tuple[list[list[int]], np.ndarray]:
+    """Merge groups whose boxes (g, 4) hold pieces of one digit (`_pieces_of_one`) until none are left.
+
+    A group that grows is checked again against all others, so one pass over the groups is enough.
+    """
+    group_boxes = group_boxes.copy()
+    current = 0
+    while current < len(members):
+        joins = _pieces_of_one(group_boxes[current], group_boxes, digit_height)  # (g,) bool
+        joins[current] = False
+        if not joins.any():
+            current += 1
+            continue
+        members[current] = members[current] + [
+            index for group, join in zip(members, joins, strict=True) if join for index in group
+        ]
+        group_boxes[current] = _union(group_boxes[joins | (np.arange(len(members)) == current)])
+        members = [group for group, join in zip(members, joins, strict=True) if not join]
+        group_boxes = group_boxes[~joins]
+        current -= int(joins[:current].sum())
+    return members, group_boxes
+
+
+def _attach_fragments(
+    members: list[list[int]],
+    group_boxes: np.ndarray,
+    areas: np.ndarray,
+    digit_height: float,
+    digit_area: float,
+) -> tuple[list[list[int]], np.ndarray]:
+    """A bit broken off a stroke joins the nearest group: a small group (less ink than `FRAGMENT_AREA` of a
+    digit's) that is short (not a thin '1' or '7') and near it, or any small group almost touching it."""
+    group_boxes = group_boxes.copy()
+    group_areas = np.array([areas[group].sum() for group in members])
+    alive = np.ones(len(members), bool)  # a fragment that joins a digit is emptied, not removed
+    for fragment in np.argsort(group_areas):
+        if group_areas[fragment] >= FRAGMENT_AREA * digit_area or alive.sum() < 2:
+            continue
+        gaps = np.where(alive, _gap(group_boxes[fragment], group_boxes), np.iinfo(np.int64).max)  # (g,)
+        gaps[fragment] = np.iinfo(np.int64).max
+        nearest = int(np.argmin(gaps))
+        merged = _union(group_boxes[[fragment, nearest]])
+        short = _height(group_boxes[fragment]) < FRAGMENT_HEIGHT * digit_height
+        near = gaps[nearest] <= (FRAGMENT_GAP if short else TOUCH_GAP) * digit_height
+        if near and _height(merged) <= MAX_MERGED_HEIGHT * digit_height:
+            members[nearest] = members[nearest] + members[fragment]
+            group_boxes[nearest] = merged
+            group_areas[nearest] += group_areas[fragment]
+            alive[fragment] = False
+    return [group for group, live in zip(members, alive, strict=True) if live], group_boxes[alive]
 
 
 def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
@@ -316,33 +358,35 @@ def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
     return float(values[order][np.searchsorted(cumulative, cumulative[-1] / 2)])
 
 
-def _pieces_of_one(first: tuple[int, ...], second: tuple[int, ...], digit_height: float) -> bool:
-    """Two boxes (x0, y0, x1, y1) hold pieces of one digit.
+def _pieces_of_one(box: np.ndarray, others: np.ndarray, digit_height: float) -> np.ndarray:
+    """Which of the boxes `others` (g, 4) hold pieces of the same digit as `box` (4,), all x0, y0, x1, y1.
 
     Stacked: one above the other, close, sharing some width (the bar and the body of a '5'). Or
     overlapping: sharing most of the narrower one's width (the arm and the upright of a '4'). Either way
     the merged box must not be much taller than a digit (two lines of digits stay apart).
+
+    Returns:
+        (g,) bool.
     """
-    overlap_x = min(first[2], second[2]) - max(first[0], second[0])
-    overlap_y = min(first[3], second[3]) - max(first[1], second[1])  # negative: the gap between them
-    narrower = min(first[2] - first[0], second[2] - second[0])
-    shorter = min(first[3] - first[1], second[3] - second[1])
-    merged_height = max(first[3], second[3]) - min(first[1], second[1])
-    if overlap_y < -STACK_GAP * digit_height or merged_height > MAX_MERGED_HEIGHT * digit_height:
-        return False
-    stacked = overlap_y <= 0.5 * shorter and overlap_x >= STACK_OVERLAP * narrower
-    return stacked or overlap_x >= NEST_OVERLAP * narrower
+    overlap_x = np.minimum(box[2], others[:, 2]) - np.maximum(box[0], others[:, 0])
+    overlap_y = np.minimum(box[3], others[:, 3]) - np.maximum(box[1], others[:, 1])  # negative: a gap
+    narrower = np.minimum(box[2] - box[0], others[:, 2] - others[:, 0])
+    shorter = np.minimum(box[3] - box[1], others[:, 3] - others[:, 1])
+    merged_height = np.maximum(box[3], others[:, 3]) - np.minimum(box[1], others[:, 1])
+    close = (overlap_y >= -STACK_GAP * digit_height) & (merged_height <= MAX_MERGED_HEIGHT * digit_height)
+    stacked = (overlap_y <= 0.5 * shorter) & (overlap_x >= STACK_OVERLAP * narrower)
+    return close & (stacked | (overlap_x >= NEST_OVERLAP * narrower))
 
 
-def _height(box: tuple[int, ...]) -> int:
-    return box[3] - box[1]
+def _height(box: np.ndarray) -> int:
+    return int(box[3] - box[1])
 
 
-def _gap(first: tuple[int, ...], second: tuple[int, ...]) -> int:
-    """The distance between two boxes (x0, y0, x1, y1): the larger of the horizontal and vertical gaps."""
-    gap_x = max(first[0], second[0]) - min(first[2], second[2])
-    gap_y = max(first[1], second[1]) - min(first[3], second[3])
-    return max(gap_x, gap_y)
+def _gap(box: np.ndarray, others: np.ndarray) -> np.ndarray:
+    """The distance from `box` (4,) to each of `others` (g, 4): the larger of the x and y gaps, (g,)."""
+    gap_x = np.maximum(box[0], others[:, 0]) - np.minimum(box[2], others[:, 2])
+    gap_y = np.maximum(box[1], others[:, 1]) - np.minimum(box[3], others[:, 3])
+    return np.maximum(gap_x, gap_y)
 
 
 def _reading_order(boxes: list[tuple[int, int, int, int]]) -> list[list[int]]:
