@@ -48,6 +48,7 @@ def make_photo(
     digit_height: float | None = None,
     max_rotation: float = 4.0,
     jpeg_quality: int | None = None,
+    paper_edge: bool | None = None,
 ) -> SyntheticPhoto:
     """Write digits on paper and photograph them.
 
@@ -58,13 +59,16 @@ def make_photo(
         digit_height: in pixels; random in [24, 110] when None.
         max_rotation: the page is rotated by a random angle in [-max_rotation, max_rotation] degrees.
         jpeg_quality: random in [35, 90] when None.
+        paper_edge: the paper ends inside the photo on one side, where a dark table shows; one photo in
+            four when None.
     """
     height = digit_height or float(rng.uniform(24, 110))
     ink, owner = _layout(lines, height, rng)  # (H, W) float32 ink in [0, 1], (H, W) int32 digit index + 1
     angle = float(rng.uniform(-max_rotation, max_rotation))
     ink = np.asarray(Image.fromarray(ink, mode="F").rotate(angle, Image.Resampling.BILINEAR, expand=True))
     owner = np.asarray(Image.fromarray(owner, mode="I").rotate(angle, Image.Resampling.NEAREST, expand=True))
-    photo = _photograph(ink, rng, blur=float(rng.uniform(0.2, 0.4 + height / 60)))
+    edge = rng.random() < 0.25 if paper_edge is None else paper_edge
+    photo = _photograph(ink, rng, blur=float(rng.uniform(0.2, 0.4 + height / 60)), paper_edge=edge)
     quality = jpeg_quality or int(rng.integers(35, 91))
     boxes = []
     for index in range(1, sum(len(line) for line in lines) + 1):
@@ -124,21 +128,54 @@ def _layout(
     return ink, owner
 
 
-def _photograph(ink: np.ndarray, rng: np.random.Generator, blur: float) -> np.ndarray:
+def _photograph(
+    ink: np.ndarray, rng: np.random.Generator, blur: float, paper_edge: bool = False
+) -> np.ndarray:
     """Ink (H, W) in [0, 1] -> an RGB photo (H, W, 3) uint8: pen on paper, lit unevenly, blurred, noisy."""
     height, width = ink.shape
     pen = np.array(PEN_COLOURS[rng.integers(len(PEN_COLOURS))], np.float32)
     strength = rng.uniform(0.8, 1.0)  # a pen that does not cover fully
     rgb = _paper(height, width, rng)  # (H, W, 3)
-    rgb *= 1.0 - (strength * ink)[..., None] * (
-        1.0 - pen
-    )  # the ink absorbs what the pen colour does not pass
+    rgb *= 1.0 - (strength * ink)[..., None] * (1.0 - pen)  # the ink absorbs what the pen does not pass
+    if paper_edge:
+        rgb = np.where(_beyond_paper(ink, rng)[..., None], _table(height, width, rng), rgb)
     rgb *= _lighting(height, width, rng)[..., None]
     image = Image.fromarray(np.clip(rgb * 255, 0, 255).astype(np.uint8)).filter(
         ImageFilter.GaussianBlur(blur)
     )
     noisy = np.asarray(image, np.float32) + rng.normal(0, rng.uniform(1, 6), (height, width, 1))
     return np.clip(noisy, 0, 255).astype(np.uint8)
+
+
+def _beyond_paper(ink: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Where the paper has ended: (H, W) bool, a slightly slanted band along the side with the widest
+    margin, covering part of that margin (never the ink)."""
+    height, width = ink.shape
+    rows, cols = np.nonzero(ink > 0.01)
+    margins = {
+        "left": cols.min(),
+        "right": width - 1 - cols.max(),
+        "top": rows.min(),
+        "bottom": height - 1 - rows.max(),
+    }
+    side = max(margins, key=margins.get)
+    depth = margins[side] * rng.uniform(0.2, 0.6)  # how far the table reaches in
+    slope = rng.uniform(-0.03, 0.03)
+    grid_rows, grid_cols = np.mgrid[0:height, 0:width]
+    along, across, extent = (
+        (grid_rows, grid_cols, width) if side in ("left", "right") else (grid_cols, grid_rows, height)
+    )
+    if side in ("right", "bottom"):
+        across = extent - 1 - across
+    limit = depth - abs(slope) * along.max() + slope * along  # stays within `depth`
+    return across < limit
+
+
+def _table(height: int, width: int, rng: np.random.Generator) -> np.ndarray:
+    """A dark desk surface with a grain: (H, W, 3) float32."""
+    colour = rng.uniform(0.08, 0.35) * np.array([1.0, rng.uniform(0.7, 1.0), rng.uniform(0.5, 1.0)])
+    grain = _smooth_noise(height, width, cells=int(rng.integers(10, 30)), rng=rng) * 0.04
+    return (colour[None, None, :] + grain[..., None]).astype(np.float32)
 
 
 def _paper(height: int, width: int, rng: np.random.Generator) -> np.ndarray:

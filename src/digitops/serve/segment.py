@@ -35,6 +35,8 @@ BACKGROUND_WINDOW = 15  # cells (odd): wider than a pen stroke, about a quarter 
 MIN_INK = 0.12  # darker than the paper by at least this fraction to be ink
 NOISE_SIGMAS = 5.0  # ... and by this many standard deviations of the paper's noise
 INK_FRACTION = 0.45  # ... and by at least this fraction of the strongest ink nearby
+FRAME_SIZE = 2.0  # a group at the photo's side, longer than this many digit heights, is the paper's edge
+FRAME_ASPECT = 3.0  # ... as is one at the side this many times longer than it is wide
 MIN_DIGIT_SIDE = 0.04  # a digit's box is at least this fraction of the photo's short side tall
 MIN_DIGIT_PIXELS = 12  # px at analysis scale
 MAX_COMPONENTS = 500  # the largest components considered (1 to 20 digits, a few pieces each)
@@ -280,9 +282,11 @@ def _digit_groups(
     keep = np.flatnonzero(~tiny & ~(touches_edge & (elongated | huge)))
     if keep.size == 0:
         return []
-    # Typical digit height and ink: medians weighted by ink, so that many specks do not drag them down.
-    digit_height = _weighted_median(heights[keep], areas[keep])
-    digit_area = _weighted_median(areas[keep], areas[keep])
+    # Typical digit height and ink: medians weighted by ink, so that many specks do not drag them down,
+    # over the components clear of the photo's sides (where the desk beyond the paper's edge may show).
+    typical = keep[~touches_edge[keep]] if (~touches_edge[keep]).any() else keep
+    digit_height = _weighted_median(heights[typical], areas[typical])
+    digit_area = _weighted_median(areas[typical], areas[typical])
     keep = keep[np.argsort(-areas[keep])[:MAX_COMPONENTS]]  # the largest, on a photo full of texture
     members, group_boxes = _merge_pieces([[index] for index in keep], boxes[keep], digit_height)
     members, group_boxes = _attach_fragments(members, group_boxes, areas, digit_height, digit_area)
@@ -294,7 +298,15 @@ def _digit_groups(
     )
     faint = group_ink < FAINT_INK * _weighted_median(group_ink, group_areas)
     too_small = group_heights < max(MIN_DIGIT_SIDE * min(height, width), 4)
-    drop = speck | faint | too_small
+    group_widths = group_boxes[:, 2] - group_boxes[:, 0]
+    at_side = (
+        (group_boxes[:, :2] == 0).any(axis=1) | (group_boxes[:, 2] == width) | (group_boxes[:, 3] == height)
+    )
+    frame = at_side & (
+        (np.maximum(group_widths, group_heights) > FRAME_SIZE * digit_height)
+        | (np.maximum(group_widths, group_heights) > FRAME_ASPECT * np.minimum(group_widths, group_heights))
+    )
+    drop = speck | faint | too_small | frame
     return [np.array(group) for group, dropped in zip(members, drop, strict=True) if not dropped]
 
 
