@@ -45,13 +45,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--datasets", type=Path, default=REPO_ROOT.parent / "shared" / "datasets")
     parser.add_argument("--photos", type=int, default=300)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--paper-edge",
+        type=float,
+        default=0.0,
+        help="fraction of photos where a dark desk shows beyond the paper",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     parser.add_argument("--examples", type=Path, help="save a grid of photos with their boxes and readings")
     args = parser.parse_args(argv)
 
     pool = _test_digits(args.datasets)
     rng = np.random.default_rng(args.seed)
-    photos, sources = zip(*(_random_photo(pool, rng) for _ in range(args.photos)), strict=True)
+    photos, sources = zip(
+        *(
+            _random_photo(pool, rng, paper_edge=index < args.paper_edge * args.photos)
+            for index in range(args.photos)
+        ),
+        strict=True,
+    )
     classifier = load_classifier(args.model)
     classifier.warm_up()
 
@@ -60,7 +72,13 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         results.append(read_digits(photo.image, classifier))
         seconds.append(time.perf_counter() - started)
-    figures = {"model": str(args.model), "photos": len(photos), "seed": args.seed, **_score(photos, results)}
+    figures = {
+        "model": str(args.model),
+        "photos": len(photos),
+        "seed": args.seed,
+        "paper_edge": args.paper_edge,
+    }
+    figures |= _score(photos, results)
     # The same digits as the dataset gives them (normalised, no photo): what the classifier alone gets.
     source_digits = normalize_digits([image for photo_sources in sources for image in photo_sources])
     true_labels = np.array([int(d) for photo in photos for line in photo.lines for d in line])
@@ -96,14 +114,14 @@ def _test_digits(datasets: Path) -> list[tuple[np.ndarray, int]]:
 
 
 def _random_photo(
-    pool: list[tuple[np.ndarray, int]], rng: np.random.Generator
+    pool: list[tuple[np.ndarray, int]], rng: np.random.Generator, paper_edge: bool = False
 ) -> tuple[SyntheticPhoto, list[np.ndarray]]:
     """A photo of a 3-8 digit number (one in five: two such lines), and its digit images in reading order."""
     line_count = 2 if rng.random() < 0.2 else 1
     picks = [rng.integers(len(pool), size=int(rng.integers(3, 9))) for _ in range(line_count)]
     lines = [[pool[i][0] for i in line] for line in picks]
     labels = [[pool[i][1] for i in line] for line in picks]
-    return make_photo(lines, labels, rng), [image for line in lines for image in line]
+    return make_photo(lines, labels, rng, paper_edge=paper_edge), [image for line in lines for image in line]
 
 
 def _score(photos: list[SyntheticPhoto], results: list[ReadResult]) -> dict:

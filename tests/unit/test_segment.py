@@ -210,11 +210,3 @@ def test_dim_noisy_paper_gives_no_ink():
     noise = np.asarray(noise.resize((800, 600), Image.Resampling.BICUBIC).resize((400, 300)))
     gray = np.clip(70 + 10 * noise / noise.std(), 0, 255).astype(np.uint8)
     assert find_digits(gray) == []
-
-
-@pytest.mark.parametrize("seed", [17, 18])
-def test_the_paper_edge_and_the_table_beyond_it_are_not_digits(seed):
-    photo = photo_of([[2, 7, 0, 4]], seed, digit_height=50, paper_edge=True)
-    gray = np.asarray(photo.image.convert("L"))
-    assert (gray < 100).mean() > 0.05  # the dark table is really there
-    assert_found(find_digits(photo.image), photo)

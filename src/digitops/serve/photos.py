@@ -48,7 +48,7 @@ def make_photo(
     digit_height: float | None = None,
     max_rotation: float = 4.0,
     jpeg_quality: int | None = None,
-    paper_edge: bool | None = None,
+    paper_edge: bool = False,
 ) -> SyntheticPhoto:
     """Write digits on paper and photograph them.
 
@@ -59,16 +59,14 @@ def make_photo(
         digit_height: in pixels; random in [24, 110] when None.
         max_rotation: the page is rotated by a random angle in [-max_rotation, max_rotation] degrees.
         jpeg_quality: random in [35, 90] when None.
-        paper_edge: the paper ends inside the photo on one side, where a dark table shows; one photo in
-            four when None.
+        paper_edge: the paper ends inside the photo on one side, where a dark desk shows.
     """
     height = digit_height or float(rng.uniform(24, 110))
     ink, owner = _layout(lines, height, rng)  # (H, W) float32 ink in [0, 1], (H, W) int32 digit index + 1
     angle = float(rng.uniform(-max_rotation, max_rotation))
     ink = np.asarray(Image.fromarray(ink, mode="F").rotate(angle, Image.Resampling.BILINEAR, expand=True))
     owner = np.asarray(Image.fromarray(owner, mode="I").rotate(angle, Image.Resampling.NEAREST, expand=True))
-    edge = rng.random() < 0.25 if paper_edge is None else paper_edge
-    photo = _photograph(ink, rng, blur=float(rng.uniform(0.2, 0.4 + height / 60)), paper_edge=edge)
+    photo = _photograph(ink, rng, blur=float(rng.uniform(0.2, 0.4 + height / 60)), paper_edge=paper_edge)
     quality = jpeg_quality or int(rng.integers(35, 91))
     boxes = []
     for index in range(1, sum(len(line) for line in lines) + 1):
