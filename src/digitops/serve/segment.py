@@ -54,7 +54,7 @@ TOUCH_GAP = 0.05  # a small group that is not short joins a digit only this clos
 CROP_PAPER = 1.5  # a crop is a square of paper this many times the digit's longer side
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # eq=False: `pixels` is an array, which has no single truth value
 class DigitCrop:
     """One digit found in a photo.
 
