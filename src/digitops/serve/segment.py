@@ -37,6 +37,8 @@ NOISE_SIGMAS = 5.0  # ... and by this many standard deviations of the paper's no
 INK_FRACTION = 0.45  # ... and by at least this fraction of the strongest ink nearby
 FRAME_SIZE = 2.0  # a group at the photo's side, longer than this many digit heights, is the paper's edge
 FRAME_ASPECT = 3.0  # ... as is one at the side this many times longer than it is wide
+EDGE_DARK = 0.45  # darker than this fraction of the paper, in a region along a side: the desk, not paper
+EDGE_CONTACT = 0.3  # ... when the region runs along this fraction of the side
 MIN_DIGIT_SIDE = 0.04  # a digit's box is at least this fraction of the photo's short side tall
 MIN_DIGIT_PIXELS = 12  # px at analysis scale
 MAX_COMPONENTS = 500  # the largest components considered (1 to 20 digits, a few pieces each)
@@ -106,14 +108,17 @@ def find_digits(image: Image.Image | np.ndarray) -> list[DigitCrop]:
     if scale < 1.0:
         size = (max(1, round(original_width * scale)), max(1, round(original_height * scale)))
         gray = np.asarray(Image.fromarray(gray, mode="F").resize(size, Image.Resampling.BOX))
-    relative = gray / _paper_brightness(gray)  # (h, w): paper ~1, ink darker
+    brightness_cells = _paper_cells(gray)  # (gh, gw)
+    relative = gray / _upsample(brightness_cells, gray.shape)  # (h, w): paper ~1, ink darker
     ink = _mean3(1.0 - relative)  # (h, w), paper ~0; averaged over 3x3 to quieten grain and sensor noise
     flat = np.clip(relative, 0.0, 1.0)
     floor = np.maximum(MIN_INK, NOISE_SIGMAS * _noise_sigma(ink))  # (h, w): more where the light is dim
     mask = (ink > floor) & (ink > INK_FRACTION * _local_max(ink))  # (h, w) bool
     labels, boxes, areas = _components(mask)
     ink_sums = np.bincount(labels.ravel(), weights=ink.ravel(), minlength=len(areas) + 1)[1:]  # (n,)
-    groups = _digit_groups(boxes, areas, ink_sums, mask.shape)  # component indices, one array per digit
+    desk = _upsample(_desk_cells(gray, brightness_cells), gray.shape) > 0.5  # (h, w) bool
+    on_desk = np.bincount(labels[desk], minlength=len(areas) + 1)[1:] > 0.5 * areas  # (n,)
+    groups = _digit_groups(boxes, areas, ink_sums, mask.shape, on_desk)  # component indices per digit
     crops = []
     for line_number, line in enumerate(_reading_order([_union(boxes[g]) for g in groups])):
         for index in line:
@@ -182,8 +187,8 @@ def _grayscale(image: Image.Image | np.ndarray) -> np.ndarray:
     return np.asarray(image.convert("L"), dtype=np.float32) / 255.0
 
 
-def _paper_brightness(gray: np.ndarray) -> np.ndarray:
-    """The paper's brightness under the local light, without the ink: (h, w) float32 > 0.
+def _paper_cells(gray: np.ndarray) -> np.ndarray:
+    """The paper's brightness under the local light, without the ink, on the coarse grid: (gh, gw) > 0.
 
     The median of each cell of a coarse grid ignores thin strokes. Over `BACKGROUND_WINDOW` cells, a high
     rank (the brightest fifth) then a low rank (the darkest fifth) remove whole strokes, even bold ones,
@@ -201,8 +206,36 @@ def _paper_brightness(gray: np.ndarray) -> np.ndarray:
         ImageFilter.RankFilter(BACKGROUND_WINDOW, round(0.2 * last))
     )
     small = small.crop((pad, pad, pad + cells.shape[1], pad + cells.shape[0]))
-    brightness = np.asarray(small.resize(gray.shape[::-1], Image.Resampling.BILINEAR))
-    return np.maximum(brightness, 1e-3)
+    return np.maximum(np.asarray(small), 1e-3)
+
+
+def _upsample(cells: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Grid values (gh, gw) -> (h, w) float32, bilinear."""
+    return np.asarray(
+        Image.fromarray(cells.astype(np.float32), mode="F").resize(shape[::-1], Image.Resampling.BILINEAR)
+    )
+
+
+def _desk_cells(gray: np.ndarray, brightness: np.ndarray) -> np.ndarray:
+    """Where the photo shows the desk beyond the paper's edge, on the coarse grid: (gh, gw) float32, 1 or 0.
+
+    Dark cells (their median below `EDGE_DARK` of the paper's brightness there, or a brightness below
+    `EDGE_DARK` of the paper's nearby) that join into a region running along more than `EDGE_CONTACT` of a
+    side of the photo. A digit's strokes make small dark regions that touch a side, if at all, briefly.
+    """
+    cells = _grid_reduce(gray, lambda blocks: np.median(blocks, axis=-1))  # (gh, gw)
+    nearby = np.asarray(
+        Image.fromarray(brightness.astype(np.float32), mode="F").filter(
+            ImageFilter.MaxFilter(BACKGROUND_WINDOW)
+        )
+    )
+    dark = (cells < EDGE_DARK * brightness) | (brightness < EDGE_DARK * nearby)
+    regions = cc3d.connected_components(dark.astype(np.uint8), connectivity=8)
+    desk = set()
+    for side in (regions[0], regions[-1], regions[:, 0], regions[:, -1]):
+        contact = np.bincount(side, minlength=int(regions.max()) + 1)
+        desk |= {int(label) for label in np.flatnonzero(contact > EDGE_CONTACT * side.size) if label}
+    return np.isin(regions, list(desk)).astype(np.float32)
 
 
 def _mean3(values: np.ndarray) -> np.ndarray:
@@ -261,13 +294,13 @@ def _components(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _digit_groups(
-    boxes: np.ndarray, areas: np.ndarray, ink_sums: np.ndarray, shape: tuple[int, int]
+    boxes: np.ndarray, areas: np.ndarray, ink_sums: np.ndarray, shape: tuple[int, int], on_desk: np.ndarray
 ) -> list[np.ndarray]:
     """Decide which components make up each digit; drop specks, faint stains and paper-edge artefacts.
 
     Args:
         boxes: (n, 4) x0, y0, x1, y1; areas: (n,) pixels; ink_sums: (n,) the ink map summed over each;
-        shape: the analysis image's (h, w).
+        shape: the analysis image's (h, w); on_desk: (n,) bool, mostly on the desk beyond the paper.
 
     Returns:
         One array of component indices per digit.
@@ -279,7 +312,7 @@ def _digit_groups(
     elongated = np.maximum(heights, widths) > 5 * np.maximum(np.minimum(heights, widths), 1)
     huge = (widths > 0.9 * width) | (heights > 0.9 * height)
     tiny = (areas < MIN_DIGIT_PIXELS) | (np.maximum(heights, widths) < 3)
-    keep = np.flatnonzero(~tiny & ~(touches_edge & (elongated | huge)))
+    keep = np.flatnonzero(~tiny & ~(touches_edge & (elongated | huge)) & ~on_desk)
     if keep.size == 0:
         return []
     # Typical digit height and ink: medians weighted by ink, so that many specks do not drag them down,
