@@ -3,6 +3,7 @@
     PYTHONPATH=src python bench/read_photos.py                          # models/candidate.keras, 300 photos
     PYTHONPATH=src python bench/read_photos.py --model /tmp/m.keras --photos 200 --json out.json \\
         --examples out.png
+    PYTHONPATH=src python bench/read_photos.py --paper-edge 0.25   # a dark desk beyond the paper in 1 in 4
 
 Each photo holds one number of 3-8 digits (one photo in five: two lines), the digits drawn at random from
 the MNIST and USPS *test* sets (never seen in training), written in a random pen colour on textured paper,
