@@ -1,0 +1,508 @@
+"""Read several handwritten digits from a photo: find each digit's ink, then classify them all at once.
+
+`find_digits` works on the photo alone (numpy, Pillow and cc3d; no OpenCV or scipy, so that the serving image
+stays small):
+1. grayscale, downscaled to at most `MAX_ANALYSIS_SIDE` pixels on the long side (boxes are mapped back);
+2. the paper's brightness is estimated on a coarse grid (the median per cell, then rank filters wider than
+   a pen stroke) and divided out: shadows and uneven light disappear, the paper is ~1;
+3. a pixel is ink when it is darker than the paper by at least `INK_FRACTION` of the nearby ink's strength,
+   by `MIN_INK`, and by `NOISE_SIGMAS` times the paper's local noise (so that blank paper, its texture and
+   JPEG noise give no ink);
+4. connected components (cc3d); the pieces of a broken stroke are merged (stacked like the bar and body of
+   a '5', overlapping like the arm and upright of a '4', or a small bit close to a digit); specks, faint
+   stains and paper-edge artefacts are dropped;
+5. the digits are grouped into lines (each digit joins the line whose last digit sits at its height, which
+   tolerates a slightly rotated photo) and ordered top to bottom, left to right.
+
+`read_digits` normalises every crop with `digitops.preprocess.normalize_digit` and classifies them in one
+batched call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import cc3d
+import numpy as np
+from PIL import Image, ImageFilter, ImageOps
+
+from digitops.preprocess import EmptyImageError, normalize_digit
+
+MAX_ANALYSIS_SIDE = 1600  # px: larger photos are analysed downscaled
+BACKGROUND_GRID = 64  # cells along the long side for the paper's brightness
+BACKGROUND_WINDOW = 15  # cells (odd): wider than a pen stroke, about a quarter of the photo
+MIN_INK = 0.12  # darker than the paper by at least this fraction to be ink
+NOISE_SIGMAS = 5.0  # ... and by this many standard deviations of the paper's noise
+INK_FRACTION = 0.45  # ... and by at least this fraction of the strongest ink nearby
+FRAME_SIZE = 2.0  # a group at the photo's side, longer than this many digit heights, is the paper's edge
+FRAME_ASPECT = 3.0  # ... as is one at the side this many times longer than it is wide
+EDGE_DARK = 0.45  # darker than this fraction of the paper, in a region along a side: the desk, not paper
+EDGE_CONTACT = 0.3  # ... when the region runs along this fraction of the side
+MIN_DIGIT_SIDE = 0.04  # a digit's box is at least this fraction of the photo's short side tall
+MIN_DIGIT_PIXELS = 12  # px at analysis scale
+MAX_COMPONENTS = 500  # the largest components considered (1 to 20 digits, a few pieces each)
+SPECK_HEIGHT = 0.4  # a group less tall than this fraction of the typical digit is a speck, and so is
+SPECK_AREA = 0.12  # ... one with less ink than this fraction of a digit's that is not tall
+FAINT_INK = 0.4  # a group whose ink is fainter than this fraction of the digits' is a stain or a shadow
+STACK_GAP = 0.3  # pieces this close vertically (fraction of the typical digit height) can be one digit:
+STACK_OVERLAP = 0.2  # ... one above the other, sharing this fraction of the narrower one's width,
+NEST_OVERLAP = 0.5  # ... or side by side, sharing this fraction of it;
+MAX_MERGED_HEIGHT = 1.6  # ... and the merged box is at most this many digit heights tall
+FRAGMENT_AREA = 0.35  # a group with less ink than this fraction of a digit's,
+FRAGMENT_HEIGHT = 0.6  # ... and less tall than this fraction of a digit, is a fragment, and
+FRAGMENT_GAP = 0.2  # ... joins the nearest digit when within this fraction of the digit height of it;
+TOUCH_GAP = 0.05  # a small group that is not short joins a digit only this close
+CROP_PAPER = 1.5  # a crop is a square of paper this many times the digit's longer side
+
+
+@dataclass(frozen=True, eq=False)  # eq=False: `pixels` is an array, which has no single truth value
+class DigitCrop:
+    """One digit found in a photo.
+
+    Attributes:
+        box: (x, y, width, height) in the original photo's pixels.
+        pixels: (s, s) uint8, dark ink on white paper: the illumination-corrected digit at analysis scale,
+            centred on a square of paper (every pixel that is not this digit's ink is paper). Ready for
+            `normalize_digit`.
+        line: 0 for the top line, 1 for the next, ...
+    """
+
+    box: tuple[int, int, int, int]
+    pixels: np.ndarray
+    line: int
+
+
+@dataclass(frozen=True)
+class ReadDigit:
+    digit: int
+    confidence: float  # the classifier's probability for `digit`
+    box: tuple[int, int, int, int]  # (x, y, width, height) in the original photo's pixels
+
+
+@dataclass(frozen=True)
+class ReadResult:
+    """What a photo says: `text` has one line of digits per written line, separated by '\\n'."""
+
+    text: str
+    digits: list[ReadDigit]
+
+    def to_dict(self) -> dict:
+        """Plain types only, for JSON."""
+        return asdict(self)
+
+
+def find_digits(image: Image.Image | np.ndarray) -> list[DigitCrop]:
+    """Find the handwritten digits in a photo, in reading order.
+
+    Args:
+        image: a PIL image (EXIF orientation applied) or an array: (H, W) grayscale, (H, W, 3) RGB or
+            (H, W, 4) RGBA; uint8, or float in [0, 1]. Dark ink on light paper.
+
+    Returns:
+        One `DigitCrop` per digit, top line first, left to right; empty when the photo holds no ink.
+    """
+    gray = _grayscale(image)  # (H, W) float32 in [0, 1]
+    original_height, original_width = gray.shape
+    scale = min(1.0, MAX_ANALYSIS_SIDE / max(gray.shape))
+    if scale < 1.0:
+        size = (max(1, round(original_width * scale)), max(1, round(original_height * scale)))
+        gray = np.asarray(Image.fromarray(gray, mode="F").resize(size, Image.Resampling.BOX))
+    brightness_cells = _paper_cells(gray)  # (gh, gw)
+    relative = gray / _upsample(brightness_cells, gray.shape)  # (h, w): paper ~1, ink darker
+    ink = _mean3(1.0 - relative)  # (h, w), paper ~0; averaged over 3x3 to quieten grain and sensor noise
+    flat = np.clip(relative, 0.0, 1.0)
+    floor = np.maximum(MIN_INK, NOISE_SIGMAS * _noise_sigma(ink))  # (h, w): more where the light is dim
+    mask = (ink > floor) & (ink > INK_FRACTION * _local_max(ink))  # (h, w) bool
+    labels, boxes, areas = _components(mask)
+    ink_sums = np.bincount(labels.ravel(), weights=ink.ravel(), minlength=len(areas) + 1)[1:]  # (n,)
+    desk = _upsample(_desk_cells(gray, brightness_cells), gray.shape) > 0.5  # (h, w) bool
+    on_desk = np.bincount(labels[desk], minlength=len(areas) + 1)[1:] > 0.5 * areas  # (n,)
+    groups = _digit_groups(boxes, areas, ink_sums, mask.shape, on_desk)  # component indices per digit
+    crops = []
+    for line_number, line in enumerate(_reading_order([_union(boxes[g]) for g in groups])):
+        for index in line:
+            x0, y0, x1, y1 = _union(boxes[groups[index]])
+            crops.append(
+                DigitCrop(
+                    box=_to_original((x0, y0, x1, y1), scale, (original_width, original_height)),
+                    pixels=_crop(flat, labels, groups[index], (x0, y0, x1, y1)),
+                    line=line_number,
+                )
+            )
+    return crops
+
+
+def read_digits(image: Image.Image | np.ndarray, classify: Callable[[np.ndarray], np.ndarray]) -> ReadResult:
+    """Read the digits of a photo.
+
+    Args:
+        image: anything `find_digits` accepts.
+        classify: (B, 28, 28) uint8 MNIST-style digits -> (B, 10) float32 probabilities, e.g. a
+            `digitops.serve.classifier.Classifier`. Called once with every digit (not at all when none).
+
+    Returns:
+        The digits in reading order with their boxes and confidences, and the text they spell.
+    """
+    crops = []
+    digits = []  # (N, 28, 28) uint8
+    for crop in find_digits(image):
+        try:
+            digits.append(normalize_digit(crop.pixels))
+        except EmptyImageError:  # cannot happen for a crop of ink; a guard, not a path
+            continue
+        crops.append(crop)
+    if not crops:
+        return ReadResult(text="", digits=[])
+    probabilities = np.asarray(classify(np.stack(digits)))  # (N, 10)
+    predicted = probabilities.argmax(axis=1)
+    read = [
+        ReadDigit(digit=int(label), confidence=float(row[label]), box=crop.box)
+        for crop, row, label in zip(crops, probabilities, predicted, strict=True)
+    ]
+    lines: dict[int, str] = {}
+    for crop, digit in zip(crops, read, strict=True):
+        lines[crop.line] = lines.get(crop.line, "") + str(digit.digit)
+    return ReadResult(text="\n".join(lines[number] for number in sorted(lines)), digits=read)
+
+
+def _grayscale(image: Image.Image | np.ndarray) -> np.ndarray:
+    """Any photo -> (H, W) float32 in [0, 1]; transparency is composited onto white."""
+    if isinstance(image, np.ndarray):
+        pixels = image
+        if pixels.dtype != np.uint8:
+            if not np.issubdtype(pixels.dtype, np.floating):
+                raise ValueError(f"expected uint8 or float pixels in [0, 1], got {pixels.dtype}")
+            pixels = np.round(np.clip(pixels, 0.0, 1.0) * 255).astype(np.uint8)
+        if pixels.ndim == 3 and pixels.shape[2] == 1:
+            pixels = pixels[..., 0]
+        if pixels.ndim not in (2, 3) or (pixels.ndim == 3 and pixels.shape[2] not in (3, 4)):
+            raise ValueError(f"expected an image of shape (H, W), (H, W, 3) or (H, W, 4), got {pixels.shape}")
+        image = Image.fromarray(pixels)
+    else:
+        image = ImageOps.exif_transpose(image)
+    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        image = Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba)
+    return np.asarray(image.convert("L"), dtype=np.float32) / 255.0
+
+
+def _paper_cells(gray: np.ndarray) -> np.ndarray:
+    """The paper's brightness under the local light, without the ink, on the coarse grid: (gh, gw) > 0.
+
+    The median of each cell of a coarse grid ignores thin strokes. Over `BACKGROUND_WINDOW` cells, a high
+    rank (the brightest fifth) then a low rank (the darkest fifth) remove whole strokes, even bold ones,
+    while the edges of shadows stay where they are; unlike a max then a min filter (a closing), ranks do
+    not favour the brightest noise, so plain paper comes out at its own level.
+    """
+    cells = _grid_reduce(gray, lambda blocks: np.median(blocks, axis=-1))  # (gh, gw)
+    # Continue the light's slope past the edges (odd reflection): with the edge value repeated, as the rank
+    # filters do, a photo darkening towards its edge would get the brighter inner paper there.
+    pad = BACKGROUND_WINDOW // 2
+    padded = np.clip(np.pad(cells, pad, mode="reflect", reflect_type="odd"), cells.min(), cells.max())
+    last = BACKGROUND_WINDOW**2 - 1
+    small = Image.fromarray(padded.astype(np.float32), mode="F")
+    small = small.filter(ImageFilter.RankFilter(BACKGROUND_WINDOW, round(0.8 * last))).filter(
+        ImageFilter.RankFilter(BACKGROUND_WINDOW, round(0.2 * last))
+    )
+    small = small.crop((pad, pad, pad + cells.shape[1], pad + cells.shape[0]))
+    return np.maximum(np.asarray(small), 1e-3)
+
+
+def _upsample(cells: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Grid values (gh, gw) -> (h, w) float32, bilinear."""
+    return np.asarray(
+        Image.fromarray(cells.astype(np.float32), mode="F").resize(shape[::-1], Image.Resampling.BILINEAR)
+    )
+
+
+def _desk_cells(gray: np.ndarray, brightness: np.ndarray) -> np.ndarray:
+    """Where the photo shows the desk beyond the paper's edge, on the coarse grid: (gh, gw) float32, 1 or 0.
+
+    Dark cells (their median below `EDGE_DARK` of the paper's brightness there, or a brightness below
+    `EDGE_DARK` of the paper's nearby) that join into a region running along more than `EDGE_CONTACT` of a
+    side of the photo. A digit's strokes make small dark regions that touch a side, if at all, briefly.
+    """
+    cells = _grid_reduce(gray, lambda blocks: np.median(blocks, axis=-1))  # (gh, gw)
+    nearby = np.asarray(
+        Image.fromarray(brightness.astype(np.float32), mode="F").filter(
+            ImageFilter.MaxFilter(BACKGROUND_WINDOW)
+        )
+    )
+    dark = (cells < EDGE_DARK * brightness) | (brightness < EDGE_DARK * nearby)
+    regions = cc3d.connected_components(dark.astype(np.uint8), connectivity=8)
+    desk = set()
+    for side in (regions[0], regions[-1], regions[:, 0], regions[:, -1]):
+        contact = np.bincount(side, minlength=int(regions.max()) + 1)
+        desk |= {int(label) for label in np.flatnonzero(contact > EDGE_CONTACT * side.size) if label}
+    return np.isin(regions, list(desk)).astype(np.float32)
+
+
+def _mean3(values: np.ndarray) -> np.ndarray:
+    """The mean over each pixel's 3x3 neighbourhood (edges repeated): (h, w) float32."""
+    padded = np.pad(values, 1, mode="edge")
+    height, width = values.shape
+    total = sum(padded[dy : dy + height, dx : dx + width] for dy in range(3) for dx in range(3))
+    return (total / 9.0).astype(np.float32)
+
+
+def _noise_sigma(ink: np.ndarray) -> np.ndarray:
+    """The paper's local noise level: (h, w) float32.
+
+    A robust standard deviation (1.4826 x the median absolute deviation) per grid cell; the smallest over
+    3x3 cells, so that a cell crossed by a stroke takes its neighbours' level. Dim light makes noisy paper.
+    """
+    cells = _grid_reduce(
+        ink, lambda blocks: 1.4826 * np.median(np.abs(blocks - np.median(blocks, -1, keepdims=True)), -1)
+    )
+    small = Image.fromarray(cells, mode="F").filter(ImageFilter.MinFilter(3))
+    return np.asarray(small.resize(ink.shape[::-1], Image.Resampling.BILINEAR))
+
+
+def _local_max(ink: np.ndarray) -> np.ndarray:
+    """The strongest ink within a few grid cells of each pixel: (h, w) float32."""
+    cells = _grid_reduce(ink, lambda blocks: blocks.max(axis=-1))
+    small = Image.fromarray(cells, mode="F").filter(ImageFilter.MaxFilter(3))
+    return np.asarray(small.resize(ink.shape[::-1], Image.Resampling.BILINEAR))
+
+
+def _grid_reduce(values: np.ndarray, reduce: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """Reduce (h, w) values over square cells, about `BACKGROUND_GRID` along the long side: (gh, gw)."""
+    cell = max(1, max(values.shape) // BACKGROUND_GRID)
+    height, width = values.shape
+    grid_height, grid_width = -(-height // cell), -(-width // cell)
+    padded = np.pad(values, ((0, grid_height * cell - height), (0, grid_width * cell - width)), mode="edge")
+    blocks = padded.reshape(grid_height, cell, grid_width, cell).transpose(0, 2, 1, 3)
+    return reduce(blocks.reshape(grid_height, grid_width, cell * cell)).astype(np.float32)
+
+
+def _components(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Connected ink components.
+
+    Returns:
+        labels (h, w) (0: paper, i + 1: component i), boxes (n, 4) int as x0, y0, x1, y1 (exclusive) and
+        areas (n,) int pixel counts.
+    """
+    labels = cc3d.connected_components(mask.astype(np.uint8), connectivity=8)
+    stats = cc3d.statistics(labels)
+    rows_cols = stats["bounding_boxes"][1:]  # entry 0 is the paper
+    boxes = np.array([(c.start, r.start, c.stop, r.stop) for r, c in rows_cols], dtype=np.int64).reshape(
+        -1, 4
+    )
+    areas = np.asarray(stats["voxel_counts"][1:], dtype=np.int64)
+    return labels, boxes, areas
+
+
+def _digit_groups(
+    boxes: np.ndarray, areas: np.ndarray, ink_sums: np.ndarray, shape: tuple[int, int], on_desk: np.ndarray
+) -> list[np.ndarray]:
+    """Decide which components make up each digit; drop specks, faint stains and paper-edge artefacts.
+
+    Args:
+        boxes: (n, 4) x0, y0, x1, y1; areas: (n,) pixels; ink_sums: (n,) the ink map summed over each;
+        shape: the analysis image's (h, w); on_desk: (n,) bool, mostly on the desk beyond the paper.
+
+    Returns:
+        One array of component indices per digit.
+    """
+    height, width = shape
+    heights = boxes[:, 3] - boxes[:, 1]
+    widths = boxes[:, 2] - boxes[:, 0]
+    touches_edge = (boxes[:, 0] == 0) | (boxes[:, 1] == 0) | (boxes[:, 2] == width) | (boxes[:, 3] == height)
+    elongated = np.maximum(heights, widths) > 5 * np.maximum(np.minimum(heights, widths), 1)
+    huge = (widths > 0.9 * width) | (heights > 0.9 * height)
+    tiny = (areas < MIN_DIGIT_PIXELS) | (np.maximum(heights, widths) < 3)
+    keep = np.flatnonzero(~tiny & ~(touches_edge & (elongated | huge)) & ~on_desk)
+    if keep.size == 0:
+        return []
+    # Typical digit height and ink: medians weighted by ink, so that many specks do not drag them down,
+    # over the components clear of the photo's sides (where the desk beyond the paper's edge may show).
+    typical = keep[~touches_edge[keep]] if (~touches_edge[keep]).any() else keep
+    digit_height = _weighted_median(heights[typical], areas[typical])
+    digit_area = _weighted_median(areas[typical], areas[typical])
+    keep = keep[np.argsort(-areas[keep])[:MAX_COMPONENTS]]  # the largest, on a photo full of texture
+    members, group_boxes = _merge_pieces([[index] for index in keep], boxes[keep], digit_height)
+    members, group_boxes = _attach_fragments(members, group_boxes, areas, digit_height, digit_area)
+    group_areas = np.array([areas[group].sum() for group in members])
+    group_ink = np.array([ink_sums[group].sum() for group in members]) / group_areas  # mean ink strength
+    group_heights = group_boxes[:, 3] - group_boxes[:, 1]
+    speck = (group_heights < SPECK_HEIGHT * digit_height) | (
+        (group_areas < SPECK_AREA * digit_area) & (group_heights < 0.6 * digit_height)
+    )
+    faint = group_ink < FAINT_INK * _weighted_median(group_ink, group_areas)
+    too_small = group_heights < max(MIN_DIGIT_SIDE * min(height, width), 4)
+    group_widths = group_boxes[:, 2] - group_boxes[:, 0]
+    at_side = (
+        (group_boxes[:, :2] == 0).any(axis=1) | (group_boxes[:, 2] == width) | (group_boxes[:, 3] == height)
+    )
+    frame = at_side & (
+        (np.maximum(group_widths, group_heights) > FRAME_SIZE * digit_height)
+        | (np.maximum(group_widths, group_heights) > FRAME_ASPECT * np.minimum(group_widths, group_heights))
+    )
+    drop = speck | faint | too_small | frame
+    return [np.array(group) for group, dropped in zip(members, drop, strict=True) if not dropped]
+
+
+def _merge_pieces(
+    members: list[list[int]], group_boxes: np.ndarray, digit_height: float
+) -> tuple[list[list[int]], np.ndarray]:
+    """Merge groups whose boxes (g, 4) hold pieces of one digit (`_pieces_of_one`) until none are left.
+
+    A group that grows is checked again against all others, so one pass over the groups is enough.
+    """
+    group_boxes = group_boxes.copy()
+    current = 0
+    while current < len(members):
+        joins = _pieces_of_one(group_boxes[current], group_boxes, digit_height)  # (g,) bool
+        joins[current] = False
+        if not joins.any():
+            current += 1
+            continue
+        members[current] = members[current] + [
+            index for group, join in zip(members, joins, strict=True) if join for index in group
+        ]
+        group_boxes[current] = _union(group_boxes[joins | (np.arange(len(members)) == current)])
+        members = [group for group, join in zip(members, joins, strict=True) if not join]
+        group_boxes = group_boxes[~joins]
+        current -= int(joins[:current].sum())
+    return members, group_boxes
+
+
+def _attach_fragments(
+    members: list[list[int]],
+    group_boxes: np.ndarray,
+    areas: np.ndarray,
+    digit_height: float,
+    digit_area: float,
+) -> tuple[list[list[int]], np.ndarray]:
+    """A bit broken off a stroke joins the nearest group: a small group (less ink than `FRAGMENT_AREA` of a
+    digit's) that is short (not a thin '1' or '7') and near it, or any small group almost touching it."""
+    group_boxes = group_boxes.copy()
+    group_areas = np.array([areas[group].sum() for group in members])
+    alive = np.ones(len(members), bool)  # a fragment that joins a digit is emptied, not removed
+    for fragment in np.argsort(group_areas):
+        if group_areas[fragment] >= FRAGMENT_AREA * digit_area or alive.sum() < 2:
+            continue
+        gaps = np.where(alive, _gap(group_boxes[fragment], group_boxes), np.iinfo(np.int64).max)  # (g,)
+        gaps[fragment] = np.iinfo(np.int64).max
+        nearest = int(np.argmin(gaps))
+        merged = _union(group_boxes[[fragment, nearest]])
+        short = _height(group_boxes[fragment]) < FRAGMENT_HEIGHT * digit_height
+        near = gaps[nearest] <= (FRAGMENT_GAP if short else TOUCH_GAP) * digit_height
+        if near and _height(merged) <= MAX_MERGED_HEIGHT * digit_height:
+            members[nearest] = members[nearest] + members[fragment]
+            group_boxes[nearest] = merged
+            group_areas[nearest] += group_areas[fragment]
+            alive[fragment] = False
+    return [group for group, live in zip(members, alive, strict=True) if live], group_boxes[alive]
+
+
+def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
+    order = np.argsort(values)
+    cumulative = np.cumsum(weights[order])
+    return float(values[order][np.searchsorted(cumulative, cumulative[-1] / 2)])
+
+
+def _pieces_of_one(box: np.ndarray, others: np.ndarray, digit_height: float) -> np.ndarray:
+    """Which of the boxes `others` (g, 4) hold pieces of the same digit as `box` (4,), all x0, y0, x1, y1.
+
+    Stacked: one above the other, close, sharing some width (the bar and the body of a '5'). Or
+    overlapping: sharing most of the narrower one's width (the arm and the upright of a '4'). Either way
+    the merged box must not be much taller than a digit (two lines of digits stay apart).
+
+    Returns:
+        (g,) bool.
+    """
+    overlap_x = np.minimum(box[2], others[:, 2]) - np.maximum(box[0], others[:, 0])
+    overlap_y = np.minimum(box[3], others[:, 3]) - np.maximum(box[1], others[:, 1])  # negative: a gap
+    narrower = np.minimum(box[2] - box[0], others[:, 2] - others[:, 0])
+    shorter = np.minimum(box[3] - box[1], others[:, 3] - others[:, 1])
+    merged_height = np.maximum(box[3], others[:, 3]) - np.minimum(box[1], others[:, 1])
+    close = (overlap_y >= -STACK_GAP * digit_height) & (merged_height <= MAX_MERGED_HEIGHT * digit_height)
+    stacked = (overlap_y <= 0.5 * shorter) & (overlap_x >= STACK_OVERLAP * narrower)
+    return close & (stacked | (overlap_x >= NEST_OVERLAP * narrower))
+
+
+def _height(box: np.ndarray) -> int:
+    return int(box[3] - box[1])
+
+
+def _gap(box: np.ndarray, others: np.ndarray) -> np.ndarray:
+    """The distance from `box` (4,) to each of `others` (g, 4): the larger of the x and y gaps, (g,)."""
+    gap_x = np.maximum(box[0], others[:, 0]) - np.minimum(box[2], others[:, 2])
+    gap_y = np.maximum(box[1], others[:, 1]) - np.minimum(box[3], others[:, 3])
+    return np.maximum(gap_x, gap_y)
+
+
+def _reading_order(boxes: list[tuple[int, int, int, int]]) -> list[list[int]]:
+    """Group boxes (x0, y0, x1, y1) into lines, top to bottom, each left to right.
+
+    Boxes are visited left to right; each joins the line whose last box's vertical centre is nearest its
+    own, within half the taller box's height, or starts a new line. A slightly rotated line stays one line.
+    """
+    lines: list[list[int]] = []
+    for index in sorted(range(len(boxes)), key=lambda i: boxes[i][0]):
+        _, y0, _, y1 = boxes[index]
+        centre = (y0 + y1) / 2
+        best, best_distance = None, None
+        for line in lines:
+            last = boxes[line[-1]]
+            distance = abs((last[1] + last[3]) / 2 - centre)
+            if distance <= 0.5 * max(y1 - y0, last[3] - last[1]) and (
+                best_distance is None or distance < best_distance
+            ):
+                best, best_distance = line, distance
+        if best is None:
+            lines.append([index])
+        else:
+            best.append(index)
+    return sorted(lines, key=lambda line: np.mean([(boxes[i][1] + boxes[i][3]) / 2 for i in line]))
+
+
+def _union(boxes: np.ndarray) -> tuple[int, int, int, int]:
+    """The box (x0, y0, x1, y1) around boxes (n, 4) or one box (4,)."""
+    boxes = np.asarray(boxes).reshape(-1, 4)
+    return (
+        int(boxes[:, 0].min()),
+        int(boxes[:, 1].min()),
+        int(boxes[:, 2].max()),
+        int(boxes[:, 3].max()),
+    )
+
+
+def _to_original(
+    box: tuple[int, int, int, int], scale: float, size: tuple[int, int]
+) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1) at analysis scale -> (x, y, width, height) in the original photo, inside it."""
+    width, height = size
+    x0 = max(0, int(np.floor(box[0] / scale)))
+    y0 = max(0, int(np.floor(box[1] / scale)))
+    x1 = min(width, int(np.ceil(box[2] / scale)))
+    y1 = min(height, int(np.ceil(box[3] / scale)))
+    return (x0, y0, x1 - x0, y1 - y0)
+
+
+def _crop(
+    flat: np.ndarray, labels: np.ndarray, group: np.ndarray, box: tuple[int, int, int, int]
+) -> np.ndarray:
+    """The digit's pixels, dark ink on white, everything else (neighbours, specks) blanked out to paper.
+
+    The ink sits in the middle of a square of paper `CROP_PAPER` times its longer side: the normaliser
+    takes the median pixel for the paper, so ink must cover less than half of the crop (a thick '1' fills
+    its own box).
+
+    Returns:
+        (s, s) uint8.
+    """
+    x0, y0, x1, y1 = box
+    own = np.isin(labels[y0:y1, x0:x1], group + 1).astype(np.uint8) * 255  # this digit's thresholded ink
+    own = np.pad(own, 1)
+    own = np.asarray(Image.fromarray(own).filter(ImageFilter.MaxFilter(3)))  # with its soft edges
+    y0, x0, y1, x1 = y0 - 1, x0 - 1, y1 + 1, x1 + 1  # the box of `own`, one pixel larger all round
+    inside = np.pad(flat, 1, constant_values=1.0)[y0 + 1 : y1 + 1, x0 + 1 : x1 + 1]
+    ink = np.where(own > 0, inside, 1.0)  # (h, w)
+    side = round(CROP_PAPER * max(ink.shape))
+    top, left = (side - ink.shape[0]) // 2, (side - ink.shape[1]) // 2
+    square = np.ones((side, side), np.float32)
+    square[top : top + ink.shape[0], left : left + ink.shape[1]] = ink
+    return np.round(square * 255).astype(np.uint8)

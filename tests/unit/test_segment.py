@@ -1,0 +1,212 @@
+"""find_digits and read_digits on generated photos: known digits on textured paper, unevenly lit, blurred,
+JPEG-compressed (digitops.serve.photos), so that every box has a true box to compare with."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import cc3d
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from digitops.serve.photos import blank_photo, make_photo
+from digitops.serve.segment import DigitCrop, find_digits, read_digits
+from tests.fakes import FOUR_STROKES, SEVEN_STROKES, draw_strokes
+
+_CIRCLE = [(128 + 70 * math.cos(t), 128 + 95 * math.sin(t)) for t in np.linspace(0, 2 * math.pi, 25)]
+STROKES = {  # on a 256x256 canvas, as tests.fakes draws them
+    0: [[(round(x), round(y)) for x, y in _CIRCLE]],
+    1: [[(128, 30), (128, 226)]],
+    2: [[(60, 80), (100, 40), (170, 45), (190, 100), (70, 220), (200, 220)]],
+    3: [[(60, 40), (190, 50), (120, 120), (195, 170), (150, 220), (60, 210)]],
+    4: FOUR_STROKES,
+    7: SEVEN_STROKES,
+}
+# A '7' whose diagonal starts below the bar: two separate pieces of ink.
+BROKEN_SEVEN = [[(60, 50), (200, 50)], [(185, 95), (110, 220)]]
+
+
+def digit(label: int) -> np.ndarray:
+    return draw_strokes(STROKES[label])
+
+
+def photo_of(lines: list[list[int]], seed: int, **options):
+    rng = np.random.default_rng(seed)
+    return make_photo([[digit(d) for d in line] for line in lines], lines, rng, **options)
+
+
+def iou(first: tuple[int, int, int, int], second: tuple[int, int, int, int]) -> float:
+    (ax, ay, aw, ah), (bx, by, bw, bh) = first, second
+    inter_w = max(0, min(ax + aw, bx + bw) - max(ax, bx))
+    inter_h = max(0, min(ay + ah, by + bh) - max(ay, by))
+    inter = inter_w * inter_h
+    return inter / (aw * ah + bw * bh - inter)
+
+
+def assert_found(crops: list[DigitCrop], photo) -> None:
+    """One crop per true digit, in reading order, each box overlapping its true box."""
+    assert len(crops) == len(photo.boxes), [crop.box for crop in crops]
+    for crop, box in zip(crops, photo.boxes, strict=True):
+        assert iou(crop.box, box) > 0.7, (crop.box, box)
+    true_lines = [number for number, line in enumerate(photo.lines) for _ in line]
+    assert [crop.line for crop in crops] == true_lines
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_finds_one_line_of_digits_in_reading_order(seed):
+    photo = photo_of([[3, 1, 4, 1, 0, 2, 7]], seed, digit_height=50)
+    assert_found(find_digits(photo.image), photo)
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+def test_finds_two_lines_of_digits_top_line_first(seed):
+    photo = photo_of([[2, 0, 4], [7, 1, 3, 3]], seed, digit_height=45)
+    crops = find_digits(photo.image)
+    assert_found(crops, photo)
+    assert max(crop.box[1] for crop in crops[:3]) < min(crop.box[1] for crop in crops[3:])
+
+
+def test_a_blank_photo_has_no_digits():
+    for seed in range(3):
+        assert find_digits(blank_photo(300, 500, np.random.default_rng(seed))) == []
+    assert find_digits(np.full((120, 200), 230, np.uint8)) == []
+
+
+def test_a_broken_stroke_is_one_digit():
+    broken = draw_strokes(BROKEN_SEVEN)
+    assert cc3d.connected_components(broken > 0, connectivity=8).max() == 2  # really two pieces
+    rng = np.random.default_rng(5)
+    photo = make_photo([[digit(1), broken, digit(4)]], [[1, 7, 4]], rng, digit_height=60)
+    assert_found(find_digits(photo.image), photo)
+
+
+def test_specks_are_dropped():
+    photo = photo_of([[4, 0, 7, 2]], seed=6, digit_height=60)
+    image = photo.image.copy()
+    draw = ImageDraw.Draw(image)
+    rng = np.random.default_rng(7)
+    specks = 0
+    while specks < 12:  # dark dots of 1-3 px radius on the paper, away from the digits
+        x, y = int(rng.integers(5, image.width - 5)), int(rng.integers(5, image.height - 5))
+        if any(bx - 10 < x < bx + bw + 10 and by - 10 < y < by + bh + 10 for bx, by, bw, bh in photo.boxes):
+            continue
+        radius = int(rng.integers(1, 4))
+        draw.ellipse((x - radius, y - radius, x + radius, y + radius), fill=(30, 30, 40))
+        specks += 1
+    assert_found(find_digits(image), photo)
+
+
+def test_a_huge_photo_is_analysed_downscaled_and_boxes_are_in_its_pixels():
+    photo = photo_of([[7, 3, 1]], seed=8, digit_height=60)
+    factor = 12
+    huge = photo.image.resize((photo.image.width * factor, photo.image.height * factor))
+    assert max(huge.size) > 1600
+    crops = find_digits(huge)
+    assert len(crops) == 3
+    assert all(max(crop.pixels.shape) < max(crop.box[2:]) for crop in crops)  # from the downscaled copy
+    for crop, (x, y, w, h) in zip(crops, photo.boxes, strict=True):
+        assert iou(crop.box, (x * factor, y * factor, w * factor, h * factor)) > 0.7
+
+
+def test_arrays_and_images_give_the_same_digits():
+    photo = photo_of([[2, 4, 0]], seed=9, digit_height=50)
+    from_image = find_digits(photo.image)
+    rgb = np.asarray(photo.image)  # (H, W, 3) uint8
+    gray = np.asarray(photo.image.convert("L"), np.float32) / 255.0  # (H, W) float
+    rgba = np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])
+    for array in (rgb, gray, rgba):
+        assert [crop.box for crop in find_digits(array)] == [crop.box for crop in from_image]
+
+
+def test_crops_are_dark_ink_on_paper_and_hold_only_their_digit():
+    photo = photo_of([[1, 0]], seed=10, digit_height=50)
+    crops = find_digits(photo.image)
+    for crop in crops:
+        assert crop.pixels.dtype == np.uint8 and crop.pixels.ndim == 2
+        assert np.median(crop.pixels) == 255  # paper is white, the normaliser's background
+        assert crop.pixels.min() < 128  # dark ink
+    # The '1' is a single stroke: its crop has one piece of ink, none of its neighbour's.
+    assert cc3d.connected_components(crops[0].pixels < 128, connectivity=8).max() == 1
+
+
+class RecordingClassifier:
+    """classify(batch) -> probabilities whose argmax is the row's position modulo 10."""
+
+    def __init__(self) -> None:
+        self.batches: list[np.ndarray] = []
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        self.batches.append(batch)
+        probabilities = np.full((len(batch), 10), 0.01, np.float32)
+        probabilities[np.arange(len(batch)), np.arange(len(batch)) % 10] = 0.91
+        return probabilities
+
+
+def test_read_digits_classifies_all_crops_in_one_batch_and_maps_them_back_in_order():
+    photo = photo_of([[3, 1, 4], [1, 0]], seed=11, digit_height=45)
+    classify = RecordingClassifier()
+    result = read_digits(photo.image, classify)
+    assert len(classify.batches) == 1
+    batch = classify.batches[0]
+    assert batch.shape == (5, 28, 28) and batch.dtype == np.uint8
+    assert (batch.reshape(5, -1).max(axis=1) == 255).all()  # MNIST-style: white ink on black
+    assert result.text == "012\n34"
+    assert [d.digit for d in result.digits] == [0, 1, 2, 3, 4]
+    assert [d.box for d in result.digits] == [crop.box for crop in find_digits(photo.image)]
+    assert all(d.confidence == pytest.approx(0.91) for d in result.digits)
+    assert json.loads(json.dumps(result.to_dict()))["text"] == "012\n34"
+
+
+def test_read_digits_of_a_blank_photo_is_empty_and_does_not_classify():
+    classify = RecordingClassifier()
+    result = read_digits(blank_photo(200, 300, np.random.default_rng(12)), classify)
+    assert result.text == "" and result.digits == []
+    assert classify.batches == []
+
+
+def test_a_crop_reads_as_the_digit_it_holds():
+    """The crop, normalised, looks like the digit drawn: closest to the right one of the drawn set."""
+    from digitops.preprocess import normalize_digit
+
+    labels = [0, 1, 2, 3, 4, 7]
+    references = np.stack([normalize_digit(digit(label)) for label in labels]).astype(np.float32)
+    photo = photo_of([labels], seed=13, digit_height=60)
+    for crop, label in zip(find_digits(photo.image), labels, strict=True):
+        normalised = normalize_digit(crop.pixels).astype(np.float32)
+        distances = np.abs(references - normalised).mean(axis=(1, 2))
+        assert labels[int(np.argmin(distances))] == label
+
+
+def test_jpeg_and_photo_generation_is_reproducible():
+    first = photo_of([[1, 2]], seed=14)
+    second = photo_of([[1, 2]], seed=14)
+    assert first.boxes == second.boxes
+    assert np.array_equal(np.asarray(first.image), np.asarray(second.image))
+    assert isinstance(first.image, Image.Image) and first.image.mode == "RGB"
+
+
+def test_a_bold_digit_that_fills_its_box_is_not_inverted():
+    """Ink covering most of its own box must still come out as ink (the normaliser takes the median
+    pixel for the paper): the crop normalises like the digit drawn."""
+    from digitops.preprocess import normalize_digit
+
+    bold = draw_strokes(STROKES[0], width=80)
+    rows, cols = np.nonzero(bold)
+    assert (bold[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1] > 0).mean() > 0.6
+    photo = make_photo([[digit(1), bold]], [[1, 0]], np.random.default_rng(15), digit_height=60)
+    crops = find_digits(photo.image)
+    assert len(crops) == 2
+    drawn = normalize_digit(np.pad(bold, 256)).astype(np.float32).ravel()  # mostly black: ink is white
+    read = normalize_digit(crops[1].pixels).astype(np.float32).ravel()
+    assert np.corrcoef(drawn, read)[0, 1] > 0.8
+
+
+def test_dim_noisy_paper_gives_no_ink():
+    """A photo taken in poor light: dark paper and strong, blotchy sensor noise, nothing written."""
+    rng = np.random.default_rng(16)
+    noise = Image.fromarray(rng.normal(0, 1, (300, 400)).astype(np.float32), mode="F")
+    noise = np.asarray(noise.resize((800, 600), Image.Resampling.BICUBIC).resize((400, 300)))
+    gray = np.clip(70 + 10 * noise / noise.std(), 0, 255).astype(np.uint8)
+    assert find_digits(gray) == []
