@@ -86,18 +86,18 @@ def main(argv: list[str] | None = None) -> int:
     os.chdir(REPO)
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     scratch = Path(tempfile.mkdtemp(prefix="digitops-bench-"))
-    digits = _test_digits(params)
+    digits = mnist_test_digits(params)
     bodies = {
-        "png": _write_bodies(scratch / "png", [png_bytes(image) for image in digits[:200]]),
-        "multipart": _write_bodies(scratch / "multipart", [_multipart([png_bytes(d)]) for d in digits[:200]]),
-        "multipart256": _write_bodies(
+        "png": write_bodies(scratch / "png", [png_bytes(image) for image in digits[:200]]),
+        "multipart": write_bodies(scratch / "multipart", [_multipart([png_bytes(d)]) for d in digits[:200]]),
+        "multipart256": write_bodies(
             scratch / "multipart256",
             [
                 _multipart([png_bytes(d) for d in digits[start : start + 256]])
                 for start in range(0, 2560, 256)
             ],
         ),
-        "array256": _write_bodies(
+        "array256": write_bodies(
             scratch / "array256", [digits[start : start + 256].tobytes() for start in range(0, 2560, 256)]
         ),
     }
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         ),
     ]
     for variant in variants:
-        with _Service(variant, params, args, scratch) as service:
+        with ServedVariant(variant, params, args, scratch) as service:
             if variant.name == "digits /digit":
                 figures["cold_start_s"] = service.ready_s
                 figures["many_per_request"] = {
@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-class _Service:
+class ServedVariant:
     """`bentoml serve` of a variant on 127.0.0.1 (own process group); `ready_s`: start to first answer."""
 
     def __init__(self, variant: Variant, params: dict, args: argparse.Namespace, scratch: Path) -> None:
@@ -185,7 +185,7 @@ class _Service:
         self._command = ["bentoml", "serve", variant.target, "--host", "127.0.0.1", "--port", str(args.port)]
         self._env = env
 
-    def __enter__(self) -> _Service:
+    def __enter__(self) -> ServedVariant:
         started = time.perf_counter()
         bentoml_cli = Path(sys.executable).with_name("bentoml")
         with self.log.open("w") as log:
@@ -251,7 +251,7 @@ class _Service:
 
 
 def _sweep(
-    service: _Service,
+    service: ServedVariant,
     route: str,
     body_dir: Path,
     content_type: str,
@@ -261,9 +261,9 @@ def _sweep(
 ) -> list[dict]:
     points = []
     for concurrency in concurrencies:
-        _wrk(service.url, route, body_dir, content_type, concurrency, args.warmup)
+        run_wrk(service.url, route, body_dir, content_type, concurrency, args.warmup)
         before = service.batch_sizes()
-        point = _wrk(service.url, route, body_dir, content_type, concurrency, args.seconds)
+        point = run_wrk(service.url, route, body_dir, content_type, concurrency, args.seconds)
         after = service.batch_sizes()
         ok = point["statuses"].get("200", 0)
         calls = after[1] - before[1]
@@ -285,7 +285,9 @@ def _sweep(
     return points
 
 
-def _wrk(url: str, route: str, body_dir: Path, content_type: str, concurrency: int, seconds: float) -> dict:
+def run_wrk(
+    url: str, route: str, body_dir: Path, content_type: str, concurrency: int, seconds: float
+) -> dict:
     count = len(list(body_dir.glob("*.body")))
     result = subprocess.run(
         [
@@ -342,7 +344,7 @@ def _raw_model(model_tag: str, digits: np.ndarray) -> dict:
     return figures
 
 
-def _test_digits(params: dict) -> np.ndarray:
+def mnist_test_digits(params: dict) -> np.ndarray:
     """MNIST test digits from the last `dvc repro` (data/prepared/test.npz), (N, 28, 28) uint8."""
     test = load_npz(REPO / params["base"]["paths"]["prepared"] / "test.npz")
     return test["images"][test["sources"] == "mnist"]
@@ -359,7 +361,7 @@ def _multipart(files: list[bytes]) -> bytes:
     return b"".join(parts) + f"--{BOUNDARY}--\r\n".encode()
 
 
-def _write_bodies(folder: Path, bodies: list[bytes]) -> Path:
+def write_bodies(folder: Path, bodies: list[bytes]) -> Path:
     folder.mkdir(parents=True)
     for index, body in enumerate(bodies):
         (folder / f"{index}.body").write_bytes(body)

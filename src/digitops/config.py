@@ -173,6 +173,7 @@ class ServeParams(_Section):
     max_images_per_request: PositiveInt
     max_image_bytes: PositiveInt  # per uploaded file
     max_image_pixels: PositiveInt  # width x height, checked before decoding (decompression bombs)
+    max_request_bytes: PositiveInt  # a whole request body; larger ones get 413 before they are read
     workers: PositiveInt  # worker processes, each with its own model, event loop and batcher
     threads_per_worker: PositiveInt  # TensorFlow's intra-op threads in each worker
     access_log: bool  # BentoML's log line per request (it costs CPU per request; metrics count anyway)

@@ -16,33 +16,47 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 from typing import Annotated, Any
 
+import anyio
 import bentoml
 import numpy as np
-from bentoml.exceptions import ServiceUnavailable
+from bentoml.exceptions import BadInput, ServiceUnavailable
 from bentoml.validators import ContentType
 from PIL import Image
-from pydantic import BaseModel, Field, WrapValidator
+from pydantic import BaseModel, Field, StrictInt, WrapValidator
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 
 from digitops.config import load_params
 from digitops.preprocess import MNIST_SIZE
 from digitops.serve.batcher import Batcher, OverloadedError
 from digitops.serve.classifier import load_classifier
+from digitops.serve.feedback import FeedbackLimits, feedback_dir, store_drawings
 from digitops.serve.inputs import (
     BadInputError,
     InputLimits,
+    RequestSizeLimit,
     check_count,
     check_pixels,
     digit_from_image,
     open_image,
 )
+from digitops.serve.segment import read_digits
 
-SETTINGS = load_params(os.environ.get("DIGITOPS_PARAMS", "params.yaml")).serve
+PARAMS = load_params(os.environ.get("DIGITOPS_PARAMS", "params.yaml"))
+SETTINGS = PARAMS.serve
+FEEDBACK_DIR = feedback_dir(default=PARAMS.base.paths.feedback)  # DIGITOPS_FEEDBACK_DIR overrides
+FEEDBACK_LIMITS = FeedbackLimits(
+    max_items=SETTINGS.max_images_per_request,
+    max_bytes=SETTINGS.max_image_bytes,
+    max_pixels=SETTINGS.max_image_pixels,
+)
+WEB_DIR = Path(__file__).with_name("web")  # the drawing page (GET /)
 LIMITS = InputLimits(
     max_images=SETTINGS.max_images_per_request,
     max_bytes=SETTINGS.max_image_bytes,
@@ -101,7 +115,55 @@ def _image_list(value: Any, handler: Any) -> list[Image.Image]:
     return handler(value)
 
 
+def _upload_bytes(value: Any, _handler: Any) -> bytes:
+    """One uploaded file's bytes, undecoded (feedback stores them as sent); refused over the byte limit."""
+    if isinstance(value, bytes):
+        data = value
+    elif hasattr(value, "file"):
+        value.file.seek(0)
+        data = value.file.read(LIMITS.max_bytes + 1)
+    else:
+        raise BadInputError("expected an image file (multipart upload)")
+    if len(data) > LIMITS.max_bytes:
+        raise BadInputError(
+            f"the file has over {LIMITS.max_bytes:,} bytes; the limit is {LIMITS.max_bytes:,}"
+        )
+    return data
+
+
+def _photo(value: Any, _handler: Any) -> Image.Image:
+    """Validates one uploaded photo (file or bytes) into a decoded PIL image, within the size limits."""
+    if isinstance(value, Image.Image):
+        check_pixels(value, LIMITS)
+        return value
+    return open_image(_upload_bytes(value, _handler), LIMITS)
+
+
 DigitImage = Annotated[Image.Image, WrapValidator(_digit_image)]
+Photo = Annotated[Image.Image, WrapValidator(_photo)]
+UploadedFile = Annotated[Image.Image, WrapValidator(_upload_bytes)]  # a multipart file part, as bytes
+
+
+class StoredFeedback(BaseModel):
+    sha256: str  # the stored PNG's content hash (its file name in the feedback folder)
+    label: int
+    duplicate: bool  # already in the folder with this label: stored once
+
+
+class FeedbackReceipt(BaseModel):
+    stored: list[StoredFeedback]
+
+
+class ReadDigitOut(BaseModel):
+    digit: int
+    confidence: float
+    box: tuple[int, int, int, int]  # x, y, width, height in the photo's pixels
+
+
+class Reading(BaseModel):
+    text: str  # the digits in reading order, lines separated by a newline ("" when none were found)
+    digits: list[ReadDigitOut]
+    model_version: str
 
 
 class Prediction(BaseModel):
@@ -169,8 +231,15 @@ async def _predictions_response(service: DigitClassifier, digits: np.ndarray, si
     return Response(json.dumps(body, separators=(",", ":")), media_type=JSON)
 
 
+async def _page(_request: Request) -> Response:
+    """GET /: the page to draw a digit, read a photo and contribute drawings."""
+    return FileResponse(WEB_DIR / "index.html")
+
+
 LEAN_ROUTES = Starlette(
     routes=[
+        Route("/", _page, methods=["GET"]),
+        Mount("/web", StaticFiles(directory=WEB_DIR, check_dir=False), name="web"),
         Route("/digit", _classify_digit, methods=["POST"]),
         Route("/digits", _classify_digits, methods=["POST"]),
     ]
@@ -235,3 +304,36 @@ class DigitClassifier:
         except OverloadedError as error:
             raise ServiceUnavailable(str(error)) from None
         return [Prediction(**prediction) for prediction in predictions]
+
+    @bentoml.api
+    async def read(self, image: Photo) -> Annotated[Reading, ContentType(JSON)]:
+        """Read the handwritten digits in a photo or scan: the digits in reading order, with boxes.
+
+        The photo is segmented off the event loop; all its digits go through the model in one call.
+        """
+        result = await anyio.to_thread.run_sync(read_digits, image, self.classifier)
+        return Reading(**result.to_dict(), model_version=self.model_version)
+
+    @bentoml.api
+    def feedback(
+        self,
+        images: Annotated[list[UploadedFile], WrapValidator(_image_list)],
+        labels: list[StrictInt],
+    ) -> Annotated[FeedbackReceipt, ContentType(JSON)]:
+        """Contribute labelled drawings (multipart: files `images`, text `labels` = a JSON list such as [7]).
+
+        Each is checked (an image with ink, a label 0-9) and stored once, atomically, in the feedback
+        folder for the next `dvc repro` (when `ingest.sources` lists `drawings`).
+        """
+        if len(images) != len(labels):
+            raise BadInput(f"{len(images)} images but {len(labels)} labels: send one label per image")
+        try:
+            stored = store_drawings(list(zip(images, labels, strict=True)), FEEDBACK_DIR, FEEDBACK_LIMITS)
+        except BadInputError as error:
+            raise BadInput(str(error)) from None
+        return FeedbackReceipt(
+            stored=[StoredFeedback(sha256=s.sha256, label=s.label, duplicate=s.duplicate) for s in stored]
+        )
+
+
+DigitClassifier.add_asgi_middleware(RequestSizeLimit, max_bytes=SETTINGS.max_request_bytes)

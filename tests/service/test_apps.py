@@ -1,0 +1,113 @@
+"""The apps' endpoints on a real `bentoml serve` of the smoke bento: digits read from a photo (`POST /read`)
+and contributed drawings (`POST /feedback`), compared with the library called in this process."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from digitops.serve.inputs import png_bytes
+from digitops.serve.photos import blank_photo, make_photo
+from digitops.serve.segment import read_digits
+from tests.fakes import SEVEN_STROKES, canvas_rgba, draw_strokes
+
+pytestmark = [pytest.mark.pipeline, pytest.mark.slow]
+
+
+def _jpeg(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=85)
+    return buffer.getvalue()
+
+
+def _read(url: str, data: bytes, name: str = "photo.jpg") -> httpx.Response:
+    return httpx.post(f"{url}/read", files={"image": (name, data, "image/jpeg")}, timeout=60)
+
+
+def test_read_finds_every_digit_and_answers_as_the_library_does(service, digits, served_model):
+    rng = np.random.default_rng(7)
+    picks = rng.choice(len(digits.labels), 7, replace=False)
+    lines = [[digits.images[i] for i in picks[:4]], [digits.images[i] for i in picks[4:]]]
+    labels = [[int(digits.labels[i]) for i in picks[:4]], [int(digits.labels[i]) for i in picks[4:]]]
+    photo = make_photo(lines, labels, rng, jpeg_quality=85)
+    data = _jpeg(photo.image)
+
+    response = _read(service.url, data)
+
+    assert response.status_code == 200, response.text
+    reading = response.json()
+    assert [len(line) for line in reading["text"].split("\n")] == [4, 3]  # two lines, found in order
+    assert len(reading["digits"]) == 7
+    for found, true_box in zip(reading["digits"], photo.boxes, strict=True):  # each box on its digit
+        x, y, width, height = found["box"]
+        centre = (x + width / 2, y + height / 2)
+        tx, ty, tw, th = true_box
+        assert tx <= centre[0] <= tx + tw and ty <= centre[1] <= ty + th
+    expected = read_digits(Image.open(io.BytesIO(data)), served_model)  # the same photo, in this process
+    assert reading["text"] == expected.text
+    np.testing.assert_allclose(
+        [d["confidence"] for d in reading["digits"]], [d.confidence for d in expected.digits], atol=1e-5
+    )
+
+
+def test_read_a_photo_without_digits_is_an_empty_answer(service):
+    photo = blank_photo(300, 400, np.random.default_rng(1))
+    response = _read(service.url, _jpeg(photo))
+    assert response.status_code == 200
+    assert response.json()["text"] == "" and response.json()["digits"] == []
+
+
+def test_read_refuses_what_is_not_a_photo(service):
+    response = _read(service.url, b"%PDF-1.4 not a photo", name="notes.pdf")
+    assert response.status_code == 400
+    assert "not an image" in response.text
+
+
+def _feedback(url: str, images: list[bytes], labels) -> httpx.Response:
+    files = [("images", (f"drawing{i}.png", data, "image/png")) for i, data in enumerate(images)]
+    return httpx.post(f"{url}/feedback", files=files, data={"labels": json.dumps(labels)}, timeout=30)
+
+
+def test_feedback_stores_a_drawing_once_with_its_label(service):
+    drawing = png_bytes(
+        Image.fromarray(canvas_rgba(draw_strokes(SEVEN_STROKES), colour=(30, 30, 160)), "RGBA")
+    )
+    first = _feedback(service.url, [drawing], [7])
+    again = _feedback(service.url, [drawing], [7])
+
+    assert first.status_code == 200, first.text
+    stored = first.json()["stored"]
+    assert [(item["label"], item["duplicate"]) for item in stored] == [(7, False)]
+    assert again.json()["stored"][0]["duplicate"] is True
+    assert (service.feedback_dir / f"{stored[0]['sha256']}.png").read_bytes() == drawing
+    manifest = (service.feedback_dir / "manifest.jsonl").read_text().splitlines()
+    assert sum(json.loads(line)["sha256"] == stored[0]["sha256"] for line in manifest) == 1
+
+
+@pytest.mark.parametrize(
+    ("labels", "phrase"),
+    [([11], "0-9"), ([-1], "0-9"), (["7"], "valid integer"), ([1, 2], "1 images but 2 labels")],
+)
+def test_feedback_refuses_bad_labels_and_writes_nothing(service, labels, phrase):
+    drawing = png_bytes(Image.fromarray(canvas_rgba(draw_strokes([[(40, 40), (200, 200)]])), "RGBA"))
+    before = (
+        sorted(path.name for path in service.feedback_dir.glob("*")) if service.feedback_dir.exists() else []
+    )
+    response = _feedback(service.url, [drawing], labels)
+    assert response.status_code == 400
+    assert phrase in response.text
+    after = (
+        sorted(path.name for path in service.feedback_dir.glob("*")) if service.feedback_dir.exists() else []
+    )
+    assert after == before
+
+
+def test_feedback_refuses_a_file_that_is_not_an_image(service):
+    response = _feedback(service.url, [b"garbage"], [3])
+    assert response.status_code == 400
+    assert "not an image" in response.text
