@@ -5,12 +5,8 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import re
-import signal
 import struct
-import subprocess
-import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -27,15 +23,9 @@ from digitops.io import load_npz
 from digitops.preprocess import normalize_digits
 from digitops.serve.classifier import load_classifier
 from digitops.serve.inputs import digit_from_image, png_bytes
-from tests.fakes import SEVEN_STROKES, canvas_rgba, draw_strokes, free_port, write_kaggle_csv
+from tests.fakes import SEVEN_STROKES, canvas_rgba, draw_strokes, write_kaggle_csv
 
 pytestmark = [pytest.mark.pipeline, pytest.mark.slow]
-
-
-@dataclass(frozen=True)
-class Service:
-    url: str
-    log: Path
 
 
 @dataclass(frozen=True)
@@ -44,43 +34,6 @@ class SmokeDigits:
     labels: np.ndarray
     pngs: list[bytes]
     expected: np.ndarray  # (N, 10): the served model's probabilities, computed in this process
-
-
-@pytest.fixture(scope="module")
-def service(smoke_repo, tmp_path_factory):
-    """`bentoml serve <bento>` in its own process group, ready when /readyz answers 200."""
-    workdir = tmp_path_factory.mktemp("serve")
-    port = free_port()
-    log = workdir / "serve.log"
-    with log.open("w") as output:
-        process = subprocess.Popen(
-            ["bentoml", "serve", smoke_repo.bento, "--host", "127.0.0.1", "--port", str(port)],
-            cwd=workdir,
-            env=smoke_repo.env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while True:
-        if process.poll() is not None:
-            pytest.fail(f"bentoml serve exited with {process.returncode}:\n{log.read_text()}")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            os.killpg(process.pid, signal.SIGKILL)
-            pytest.fail(f"bentoml serve not ready after 180 s:\n{log.read_text()}")
-        time.sleep(0.5)
-    yield Service(url, log)
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
 
 
 @pytest.fixture(scope="module")
