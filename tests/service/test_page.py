@@ -96,8 +96,9 @@ def desktop(browser, service):
     context.close()
 
 
-def _draw(page, strokes: list[list[tuple[int, int]]], units: int = 256) -> None:
-    """Draw `strokes` (in a square of `units`) on the canvas with the mouse, as a person would."""
+def _draw(page, strokes: list[list[tuple[int, int]]], units: int = 256, touch: bool = False) -> None:
+    """Draw `strokes` (in a square of `units`) on the canvas as a person would: with the mouse, or with a
+    finger (touch events through the DevTools protocol, as a phone's touchscreen sends them)."""
     left, top, side = page.evaluate(
         """() => {
             const canvas = document.getElementById("pad");
@@ -106,15 +107,30 @@ def _draw(page, strokes: list[list[tuple[int, int]]], units: int = 256) -> None:
         }"""
     )
     scale = side / units
+    cdp = page.context.new_cdp_session(page) if touch else None
+
+    def press(kind: str, x: float | None = None, y: float | None = None) -> None:
+        if cdp is not None:
+            points = [] if x is None else [{"x": x, "y": y}]
+            cdp.send("Input.dispatchTouchEvent", {"type": f"touch{kind}", "touchPoints": points})
+        elif kind == "Start":
+            page.mouse.move(x, y)
+            page.mouse.down()
+        elif kind == "Move":
+            page.mouse.move(x, y)
+        else:
+            page.mouse.up()
+
     for stroke in strokes:
         points = [(left + x * scale, top + y * scale) for x, y in stroke]
-        page.mouse.move(*points[0])
-        page.mouse.down()
+        press("Start", *points[0])
         for (x0, y0), (x1, y1) in itertools.pairwise(points):
             steps = max(2, int(np.hypot(x1 - x0, y1 - y0) / 8))
             for step in range(1, steps + 1):
-                page.mouse.move(x0 + (x1 - x0) * step / steps, y0 + (y1 - y0) * step / steps)
-        page.mouse.up()
+                press("Move", x0 + (x1 - x0) * step / steps, y0 + (y1 - y0) * step / steps)
+        press("End")
+    if cdp is not None:
+        cdp.detach()
 
 
 def _settled_prediction(page) -> dict:
@@ -336,8 +352,14 @@ def test_screenshots_on_a_desktop_and_a_phone(browser, service, tmp_path, viewpo
     else:
         context, page, log = _open(browser, service, DESKTOP)
     try:
-        _draw(page, SEVEN_STROKES)
-        _settled_prediction(page)
+        if viewport == "phone":  # a finger draws on the canvas, and the page does not scroll under it
+            page.evaluate("window.scrollTo(0, 40)")
+            _draw(page, SEVEN_STROKES, touch=True)
+            assert page.evaluate("window.scrollY") == 40
+        else:
+            _draw(page, SEVEN_STROKES)
+        shown = _settled_prediction(page)
+        _assert_page_shows(shown, _served_answer(service, _canvas_png(page)))
         _read_photo(page, _photo(tmp_path / "three-digits.png"))
         layout = _layout(page)
         width = PHONE["width"] if viewport == "phone" else DESKTOP["width"]

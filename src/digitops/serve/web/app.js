@@ -249,7 +249,7 @@
     barRows.forEach((bar, digit) => {
       const p = probabilities ? probabilities[digit] : 0;
       bar.fill.style.width = percent(p, 2);
-      bar.value.textContent = probabilities ? percent(p, p >= 0.995 || p < 0.001 ? 0 : 1) : "";
+      bar.value.textContent = probabilities ? percent(p).replace(/^0\.0%$/, "0%") : "";
       bar.text.textContent = probabilities ? `Digit ${digit}: ${percent(p)}` : `Digit ${digit}: no answer yet`;
       bar.row.classList.toggle("is-top", digit === top);
       bar.row.dataset.probability = probabilities ? String(p) : "";
