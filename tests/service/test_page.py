@@ -57,13 +57,16 @@ class PageLog:
         self.requests: list[str] = []
         self.errors: list[str] = []
 
-    def assert_clean(self, origin: str) -> None:
-        """Every request went to the service (nothing from a CDN: the page works offline); no JS errors."""
+    def assert_clean(self, origin: str, refused: int = 0) -> None:
+        """Every request went to the service (nothing from a CDN: the page works offline); no JS errors but
+        the browser's note of each of the `refused` requests the test expected a 400 for."""
         assert self.requests, "the page made no requests"
         local = (f"{origin}/", f"blob:{origin}/", "data:")  # the photo is shown from a blob: URL
         strangers = [url for url in self.requests if not url.startswith(local)]
         assert not strangers, f"requests outside the service: {strangers}"
-        assert not self.errors, f"errors in the page: {self.errors}"
+        note = "Failed to load resource: the server responded with a status of 400"
+        assert [error for error in self.errors if not error.startswith(note)] == [], self.errors
+        assert len(self.errors) == refused, self.errors
 
 
 @pytest.fixture(scope="module")
@@ -256,7 +259,14 @@ def test_picking_the_right_digit_stores_the_drawing(desktop, service):
     status.filter(has_text="already").wait_for()
     assert status.text_content() == "Thanks: already saved as a 4."
     assert set(service.feedback_dir.glob("*.png")) - before == new
-    log.assert_clean(service.url)
+
+    page.get_by_role("button", name="Save this drawing as a 7").click()  # the same drawing, another label
+    status.filter(has_text="Not saved").wait_for()
+    message = status.text_content()
+    assert "4" in message and "7" in message, message  # the service's own words, not a bare status code
+    assert "answered 400" not in message, message
+    assert set(service.feedback_dir.glob("*.png")) - before == new
+    log.assert_clean(service.url, refused=1)
 
 
 def _photo(path: Path) -> Path:

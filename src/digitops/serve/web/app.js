@@ -38,12 +38,20 @@
     }
   }
 
-  // {"error": "..."} from our routes; {"error": "...", "detail": [{"msg": "..."}]} from BentoML's.
+  // {"error": "..."} from our routes; from BentoML's, {"error": "...", "detail": [{"loc": [...], "msg": "..."}]}
+  // (validation) or [{"error": "..."}] (a BadInput raised by the service).
   function errorMessage(body, response) {
+    if (Array.isArray(body)) body = { detail: body };
     if (body && Array.isArray(body.detail) && body.detail.length) {
-      return body.detail
-        .map((item) => String(item && item.msg ? item.msg : item).replace(/^Value error, /, ""))
-        .join("; ");
+      const messages = body.detail
+        .map((item) => {
+          if (!item || typeof item !== "object") return String(item);
+          const text = String(item.msg || item.error || "").replace(/^Value error, /, "");
+          const where = Array.isArray(item.loc) ? item.loc.filter((part) => part !== "body").join(".") : "";
+          return where && text ? `${where}: ${text}` : text;
+        })
+        .filter(Boolean);
+      if (messages.length) return messages.join("; ");
     }
     if (body && typeof body.error === "string" && body.error) return body.error;
     if (body && typeof body.detail === "string" && body.detail) return body.detail;
@@ -168,6 +176,7 @@
   }
   canvas.addEventListener("pointerup", endStroke);
   canvas.addEventListener("pointercancel", endStroke);
+  canvas.addEventListener("lostpointercapture", endStroke);
   canvas.addEventListener("contextmenu", (event) => event.preventDefault());
 
   function canvasPng() {
