@@ -55,6 +55,7 @@ OUR_SERVICE = "digitops.serve.service:DigitClassifier"
 REFERENCE = "bench.serving.reference_services"
 BOUNDARY = "digitopsbenchboundary"
 MULTIPART = f"multipart/form-data; boundary={BOUNDARY}"
+UNTRACED = ["/digit", "/digits", "/classify"]  # the routes the "no tracing spans" variant excludes
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,7 @@ class Variant:
     route: str
     bodies: str  # "png" (one image file per body) or "multipart" (one image per multipart upload)
     params: dict = field(default_factory=dict)  # serve.* overrides for our service
+    env: dict = field(default_factory=dict)  # extra environment for `bentoml serve`
     batch_metric: str = "digitops_batch_size"  # the histogram of model-call sizes in /metrics
 
 
@@ -121,6 +123,13 @@ def main(argv: list[str] | None = None) -> int:
         ),
         Variant("digits /digit, batching off", OUR_SERVICE, "/digit", "png", params={"max_batch_size": 1}),
         Variant(
+            "digits /digit, no tracing spans",
+            OUR_SERVICE,
+            "/digit",
+            "png",
+            env={"BENTOML_CONFIG_OVERRIDES": json.dumps({"tracing": {"excluded_urls": UNTRACED}})},
+        ),
+        Variant(
             "BentoML defaults /classify",
             f"{REFERENCE}:BentoDefaults",
             "/classify",
@@ -176,6 +185,7 @@ class ServedVariant:
             "TF_CPP_MIN_LOG_LEVEL": "2",
             "DIGITOPS_BENTO_MODEL": args.model,
         }
+        env.update(variant.env)
         if variant.params:
             overridden = {**params, "serve": {**params["serve"], **variant.params}}
             path = scratch / f"params-{abs(hash(variant.name))}.yaml"
