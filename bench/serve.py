@@ -185,6 +185,7 @@ class ServedVariant:
             "TF_CPP_MIN_LOG_LEVEL": "2",
             "DIGITOPS_BENTO_MODEL": args.model,
         }
+        env["DIGITOPS_BENCH_WORKERS"] = str(params["serve"]["workers"])  # the no-op: as many workers as ours
         env.update(variant.env)
         if variant.params:
             overridden = {**params, "serve": {**params["serve"], **variant.params}}

@@ -1,14 +1,15 @@
 """Two reference services for bench/serve.py, each with the shape of our `classify` endpoint (multipart
 field `images`, a list of uploaded files in, one prediction per image out):
 
-- `NoOp`: the same HTTP paths, adaptive batching included, with no image decoding and no model: the
+- `NoOp`: the same HTTP paths, adaptive batching included, with no image decoding and no model, and as
+  many workers as ours (DIGITOPS_BENCH_WORKERS, set by bench/serve.py from `serve.workers`): the
   stack's ceiling, which our service can only approach. `POST /classify` (multipart, BentoML's API) and
   `POST /digit` (the raw image file as the body, a plain ASGI route as in our service).
 - `BentoDefaults`: the endpoint as BentoML's defaults and documentation would have it, around the same
   model: `list[PIL.Image.Image]` decoded by BentoML, `@bentoml.api(batchable=True)` with its default
   batching limits, one worker, the normaliser and the model called in the batch function.
 
-    bentoml serve bench.serve.reference_services:NoOp --port 3001      # from the repository root
+    bentoml serve bench.serving.reference_services:NoOp --port 3001      # from the repository root
 """
 
 from __future__ import annotations
