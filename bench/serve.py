@@ -397,29 +397,29 @@ def _point(points: list[dict], concurrency: int) -> dict | None:
     return next((point for point in points if point["concurrency"] == concurrency), None)
 
 
+def _table(header: list[str], groups: dict[str, list[dict]], keys: list[str]) -> list[str]:
+    """A Markdown table: one row per point, its name, concurrency, images/s, then `keys`."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name, points in groups.items():
+        for p in points:
+            cells = [name, str(p["concurrency"]), f"{p['images_per_s']:,.0f}"]
+            cells += [f"{p[key]:.1f}" if isinstance(p[key], float) else str(p[key]) for key in keys]
+            lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
 def _summary(figures: dict) -> str:
-    lines = [
-        "| variant | concurrency | images/s | p50 ms | p95 ms | p99 ms | errors | 503 | mean batch |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for name, points in figures["sweeps"].items():
-        for p in points:
-            lines.append(
-                f"| {name} | {p['concurrency']} | {p['images_per_s']:,.0f} | {p['p50_ms']:.1f} | "
-                f"{p['p95_ms']:.1f} | {p['p99_ms']:.1f} | {p['errors']} | {p['status_503']} | "
-                f"{p['mean_batch']} |"
-            )
-    lines += [
-        "",
-        "| many digits per request | concurrency | images/s | p50 ms | p99 ms | errors |",
-        "|---|---|---|---|---|---|",
-    ]
-    for name, points in figures["many_per_request"].items():
-        for p in points:
-            lines.append(
-                f"| {name} | {p['concurrency']} | {p['images_per_s']:,.0f} | {p['p50_ms']:.1f} | "
-                f"{p['p99_ms']:.1f} | {p['errors']} |"
-            )
+    lines = _table(
+        ["variant", "concurrency", "images/s", "p50 ms", "p95 ms", "p99 ms", "errors", "503", "mean batch"],
+        figures["sweeps"],
+        ["p50_ms", "p95_ms", "p99_ms", "errors", "status_503", "mean_batch"],
+    )
+    many = _table(
+        ["many digits per request", "concurrency", "images/s", "p50 ms", "p99 ms", "errors"],
+        figures["many_per_request"],
+        ["p50_ms", "p99_ms", "errors"],
+    )
+    lines += ["", *many]
     raw = figures["raw_model"]
     lines += [
         "",

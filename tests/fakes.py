@@ -7,6 +7,7 @@ import gzip
 import os
 import socket
 import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -111,3 +112,18 @@ def write_kaggle_csv(path: Path, images: np.ndarray, labels: np.ndarray | None =
         for index, image in enumerate(images):
             writer.writerow(([int(labels[index])] if labels is not None else []) + image.ravel().tolist())
     return path
+
+
+def png_claiming_size(width: int, height: int) -> bytes:
+    """A tiny PNG whose header claims width x height pixels (a decompression bomb's header)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + chunk(b"IEND", b"")
+    )

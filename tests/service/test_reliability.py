@@ -14,9 +14,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import io
-import struct
 import time
-import zlib
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -29,6 +27,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from digitops.serve.inputs import png_bytes
+from tests.fakes import png_claiming_size
 
 pytestmark = [pytest.mark.pipeline, pytest.mark.slow]
 
@@ -128,21 +127,6 @@ def test_fuzz_from_the_openapi_document_and_generated_bodies(service, digits):
     _alive(service.url, digits)
 
 
-def _png_claiming_size(width: int, height: int) -> bytes:
-    """A tiny PNG whose header claims width x height pixels (a decompression bomb's header)."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
-        + chunk(b"IEND", b"")
-    )
-
-
 def _jpeg(image: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, format="JPEG", quality=90)
@@ -164,7 +148,7 @@ HOSTILE = {
     ),
     "decompression bomb": (
         "/digit",
-        lambda png: {"content": _png_claiming_size(200_000, 200_000)},
+        lambda png: {"content": png_claiming_size(200_000, 200_000)},
         400,
         "pixels",
     ),

@@ -6,8 +6,6 @@ from __future__ import annotations
 import csv
 import io
 import re
-import struct
-import zlib
 from concurrent.futures import ThreadPoolExecutor
 
 import bentoml
@@ -19,7 +17,7 @@ from PIL import Image
 from digitops.cli import main as digitops_cli
 from digitops.preprocess import normalize_digits
 from digitops.serve.inputs import digit_from_image, png_bytes
-from tests.fakes import SEVEN_STROKES, canvas_rgba, draw_strokes, write_kaggle_csv
+from tests.fakes import SEVEN_STROKES, canvas_rgba, draw_strokes, png_claiming_size, write_kaggle_csv
 from tests.service.conftest import SmokeDigits
 
 pytestmark = [pytest.mark.pipeline, pytest.mark.slow]
@@ -136,21 +134,6 @@ def test_health_and_metrics_endpoints(service, digits):
     assert "bentoml_service_request_total" in metrics
 
 
-def _png_claiming_size(width: int, height: int) -> bytes:
-    """A tiny PNG whose header claims width x height pixels (a decompression bomb's header)."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
-        + chunk(b"IEND", b"")
-    )
-
-
 def _files(*contents: bytes) -> dict:
     return {
         "files": [("images", (f"f{index}.png", data, "image/png")) for index, data in enumerate(contents)]
@@ -167,7 +150,7 @@ BAD_REQUESTS = {
         lambda good: _files(png_bytes(Image.new("L", (6000, 6000)))),
         "the limit is 25,000,000",
     ),
-    "decompression bomb header": (lambda good: _files(_png_claiming_size(100_000, 100_000)), "pixels"),
+    "decompression bomb header": (lambda good: _files(png_claiming_size(100_000, 100_000)), "pixels"),
     "too many images": (lambda good: _files(*[good] * 257), "257 images in one request; the limit is 256"),
     "empty list": (lambda good: {"json": {"images": []}}, "no images"),
     "no images field": (lambda good: {"json": {"pictures": []}}, "Field required"),
