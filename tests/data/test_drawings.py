@@ -15,7 +15,8 @@ from digitops.data.ingest import ingest_local_source
 from digitops.data.sources import LocalSource, expected_counts, get_source
 from digitops.errors import DataFileError
 from digitops.fingerprint import image_hashes
-from digitops.serve.feedback import FeedbackLimits, store_drawings
+from digitops.serve.feedback import store_drawings
+from digitops.serve.inputs import InputLimits
 from digitops.serve.inputs import InputLimits, digit_from_image, open_image, png_bytes
 from digitops.split import split_dataset
 from digitops.validate import check_sources
@@ -23,7 +24,7 @@ from tests.fakes import FOUR_STROKES, REPO_ROOT, SEVEN_STROKES, canvas_rgba, dra
 
 PARAMS = load_params(REPO_ROOT / "params.yaml")
 DRAWINGS = get_source("drawings")
-LIMITS = FeedbackLimits(max_items=64, max_bytes=1_000_000, max_pixels=1_000_000)
+LIMITS = InputLimits(max_images=64, max_bytes=1_000_000, max_pixels=1_000_000)
 
 
 def _canvas_drawings(count: int, seed: int = 0) -> list[tuple[bytes, int]]:

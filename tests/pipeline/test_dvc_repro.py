@@ -15,8 +15,8 @@ import yaml
 from mlflow import MlflowClient
 from PIL import Image
 
-from digitops.serve.feedback import FeedbackLimits, store_drawings
-from digitops.serve.inputs import png_bytes
+from digitops.serve.feedback import store_drawings
+from digitops.serve.inputs import InputLimits, png_bytes
 from tests.fakes import FOUR_STROKES, SEVEN_STROKES, canvas_rgba, draw_strokes
 from tests.smoke import CAP
 from tests.smoke import run as _run
@@ -196,7 +196,7 @@ def test_a_contributed_drawing_reruns_ingest_and_joins_the_data_once_drawings_ar
     env = {**env, "PYTHONPATH": str(copy / "src")}
     drawings = [(png_bytes(Image.fromarray(canvas_rgba(draw_strokes(SEVEN_STROKES)))), 7)]
     drawings.append((png_bytes(Image.fromarray(canvas_rgba(draw_strokes(FOUR_STROKES), (40, 90, 200)))), 4))
-    store_drawings(drawings, copy / "data/feedback", FeedbackLimits(4, 1_000_000, 1_000_000))
+    store_drawings(drawings, copy / "data/feedback", InputLimits(4, 1_000_000, 1_000_000))
 
     unused = _run(["dvc", "repro", "split"], copy, env)  # every later stage depends on split's outputs
     assert "Running stage 'ingest'" in unused.stdout

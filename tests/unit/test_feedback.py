@@ -18,15 +18,14 @@ from digitops.data.drawings import MANIFEST_NAME, read_manifest
 from digitops.serve.feedback import (
     DEFAULT_FEEDBACK_DIR,
     FEEDBACK_DIR_ENV,
-    FeedbackLimits,
     StoredDrawing,
     feedback_dir,
     store_drawings,
 )
-from digitops.serve.inputs import BadInputError, png_bytes
+from digitops.serve.inputs import BadInputError, InputLimits, png_bytes
 from tests.fakes import FOUR_STROKES, REPO_ROOT, SEVEN_STROKES, canvas_rgba, draw_strokes
 
-LIMITS = FeedbackLimits(max_items=4, max_bytes=200_000, max_pixels=600 * 600)
+LIMITS = InputLimits(max_images=4, max_bytes=200_000, max_pixels=600 * 600)
 
 
 def _canvas_png(strokes, offset=(0, 0), colour=(0, 0, 0)) -> bytes:

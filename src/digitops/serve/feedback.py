@@ -47,18 +47,6 @@ _PNG_MODES = {"1", "L", "LA", "I", "I;16", "P", "RGB", "RGBA"}  # what Pillow wr
 
 
 @dataclass(frozen=True)
-class FeedbackLimits:
-    """What one `POST /feedback` request may hold."""
-
-    max_items: int  # drawings per request
-    max_bytes: int  # per file
-    max_pixels: int  # width x height per image, checked before the pixels are decoded
-
-    def input_limits(self) -> InputLimits:
-        return InputLimits(max_images=self.max_items, max_bytes=self.max_bytes, max_pixels=self.max_pixels)
-
-
-@dataclass(frozen=True)
 class StoredDrawing:
     """What became of one contributed drawing."""
 
@@ -78,7 +66,7 @@ def feedback_dir(default: Path = DEFAULT_FEEDBACK_DIR, environ: Mapping[str, str
 
 
 def store_drawings(
-    items: Sequence[tuple[bytes, int]], folder: Path, limits: FeedbackLimits
+    items: Sequence[tuple[bytes, int]], folder: Path, limits: InputLimits
 ) -> list[StoredDrawing]:
     """Check contributed drawings and store them, all or none, for the next `dvc repro`.
 
@@ -98,9 +86,9 @@ def store_drawings(
     """
     if not items:
         raise BadInputError("no drawings: send at least one")
-    if len(items) > limits.max_items:
-        raise BadInputError(f"{len(items)} drawings in one request; the limit is {limits.max_items}")
-    pngs = [_checked_png(index, item, limits.input_limits()) for index, item in enumerate(items)]
+    if len(items) > limits.max_images:
+        raise BadInputError(f"{len(items)} drawings in one request; the limit is {limits.max_images}")
+    pngs = [_checked_png(index, item, limits) for index, item in enumerate(items)]
     labels = [label for _, label in items]
     digests = [hashlib.sha256(png).hexdigest() for png in pngs]
     _refuse_conflicts(digests, labels, {})  # within the request, before taking the lock

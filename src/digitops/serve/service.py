@@ -37,7 +37,7 @@ from digitops.config import load_params
 from digitops.preprocess import MNIST_SIZE
 from digitops.serve.batcher import Batcher, OverloadedError
 from digitops.serve.classifier import load_classifier
-from digitops.serve.feedback import FeedbackLimits, feedback_dir, store_drawings
+from digitops.serve.feedback import feedback_dir, store_drawings
 from digitops.serve.inputs import (
     BadInputError,
     InputLimits,
@@ -52,11 +52,6 @@ from digitops.serve.segment import read_digits
 PARAMS = load_params(os.environ.get("DIGITOPS_PARAMS", "params.yaml"))
 SETTINGS = PARAMS.serve
 FEEDBACK_DIR = feedback_dir(default=PARAMS.base.paths.feedback)  # DIGITOPS_FEEDBACK_DIR overrides
-FEEDBACK_LIMITS = FeedbackLimits(
-    max_items=SETTINGS.max_images_per_request,
-    max_bytes=SETTINGS.max_image_bytes,
-    max_pixels=SETTINGS.max_image_pixels,
-)
 WEB_DIR = Path(__file__).with_name("web")  # the drawing page (GET /)
 LIMITS = InputLimits(
     max_images=SETTINGS.max_images_per_request,
@@ -90,23 +85,13 @@ CONFIDENCE = bentoml.metrics.Histogram(
 )
 
 
-def _digit_image(value: Any, _handler: Any) -> Image.Image:
+def _digit_image(value: Any, handler: Any) -> Image.Image:
     """Validates one upload (file, bytes or PIL image) into the normalised (28, 28) digit, as an 'L' image.
 
     Replaces BentoML's own image decoding (which answers unreadable bytes with a 500): a BadInputError is
     a ValueError, so pydantic turns it into a validation error and BentoML answers 400 with its message.
     """
-    if isinstance(value, Image.Image):
-        image = value
-        check_pixels(image, LIMITS)
-    elif isinstance(value, bytes):
-        image = open_image(value, LIMITS)
-    elif hasattr(value, "file"):  # an uploaded file (starlette UploadFile)
-        value.file.seek(0)
-        image = open_image(value.file.read(LIMITS.max_bytes + 1), LIMITS)
-    else:
-        raise BadInputError("expected an image file (multipart upload)")
-    return Image.fromarray(digit_from_image(image), mode="L")
+    return Image.fromarray(digit_from_image(_photo(value, handler)), mode="L")
 
 
 def _image_list(value: Any, handler: Any) -> list[Image.Image]:
@@ -117,27 +102,21 @@ def _image_list(value: Any, handler: Any) -> list[Image.Image]:
 
 
 def _upload_bytes(value: Any, _handler: Any) -> bytes:
-    """One uploaded file's bytes, undecoded (feedback stores them as sent); refused over the byte limit."""
+    """An uploaded file's bytes, undecoded, read to one byte past the limit (`open_image` refuses more)."""
     if isinstance(value, bytes):
-        data = value
-    elif hasattr(value, "file"):
+        return value
+    if hasattr(value, "file"):  # an uploaded file (starlette UploadFile)
         value.file.seek(0)
-        data = value.file.read(LIMITS.max_bytes + 1)
-    else:
-        raise BadInputError("expected an image file (multipart upload)")
-    if len(data) > LIMITS.max_bytes:
-        raise BadInputError(
-            f"the file has over {LIMITS.max_bytes:,} bytes; the limit is {LIMITS.max_bytes:,}"
-        )
-    return data
+        return value.file.read(LIMITS.max_bytes + 1)
+    raise BadInputError("expected an image file (multipart upload)")
 
 
-def _photo(value: Any, _handler: Any) -> Image.Image:
-    """Validates one uploaded photo (file or bytes) into a decoded PIL image, within the size limits."""
+def _photo(value: Any, handler: Any) -> Image.Image:
+    """Validates one upload (file, bytes or PIL image) into a decoded PIL image, within the size limits."""
     if isinstance(value, Image.Image):
         check_pixels(value, LIMITS)
         return value
-    return open_image(_upload_bytes(value, _handler), LIMITS)
+    return open_image(_upload_bytes(value, handler), LIMITS)
 
 
 DigitImage = Annotated[Image.Image, WrapValidator(_digit_image)]
@@ -334,7 +313,7 @@ class DigitClassifier:
         if len(images) != len(labels):
             raise BadInput(f"{len(images)} images but {len(labels)} labels: send one label per image")
         try:
-            stored = store_drawings(list(zip(images, labels, strict=True)), FEEDBACK_DIR, FEEDBACK_LIMITS)
+            stored = store_drawings(list(zip(images, labels, strict=True)), FEEDBACK_DIR, LIMITS)
         except BadInputError as error:
             raise BadInput(str(error)) from None
         return FeedbackReceipt(
