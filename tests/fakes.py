@@ -127,3 +127,10 @@ def png_claiming_size(width: int, height: int) -> bytes:
         + chunk(b"IDAT", zlib.compress(b"\0" * 64))
         + chunk(b"IEND", b"")
     )
+
+
+def image_files(*contents: bytes) -> dict:
+    """httpx.post arguments for a multipart upload of `contents` in the service's field `images`."""
+    return {
+        "files": [("images", (f"f{index}.png", data, "image/png")) for index, data in enumerate(contents)]
+    }

@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from digitops.serve.inputs import png_bytes
-from tests.fakes import png_claiming_size
+from tests.fakes import image_files, png_claiming_size
 
 pytestmark = [pytest.mark.pipeline, pytest.mark.slow]
 
@@ -133,10 +133,6 @@ def _jpeg(image: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def _multipart(files: list[bytes]) -> dict:
-    return {"files": [("images", (f"{i}.png", data, "image/png")) for i, data in enumerate(files)]}
-
-
 # case: (route, request arguments given a good PNG, expected status, a phrase the answer must contain)
 HOSTILE = {
     "truncated png": ("/digit", lambda png: {"content": png[: len(png) // 2]}, 400, "truncated or corrupt"),
@@ -159,10 +155,10 @@ HOSTILE = {
         "not an image",
     ),
     "100 MB body": ("/digit", lambda png: {"content": b"\0" * 100_000_000}, 413, "the limit is 20,000,000"),
-    "100 MB multipart": ("/classify", lambda png: _multipart([b"\0" * 100_000_000]), 413, "limit"),
+    "100 MB multipart": ("/classify", lambda png: image_files(b"\0" * 100_000_000), 413, "limit"),
     "a thousand images": (
         "/classify",
-        lambda png: _multipart([png] * 1000),
+        lambda png: image_files(*[png] * 1000),
         400,
         "1000 images in one request; the limit is 256",
     ),

@@ -17,7 +17,14 @@ from PIL import Image
 from digitops.cli import main as digitops_cli
 from digitops.preprocess import normalize_digits
 from digitops.serve.inputs import digit_from_image, png_bytes
-from tests.fakes import SEVEN_STROKES, canvas_rgba, draw_strokes, png_claiming_size, write_kaggle_csv
+from tests.fakes import (
+    SEVEN_STROKES,
+    canvas_rgba,
+    draw_strokes,
+    image_files,
+    png_claiming_size,
+    write_kaggle_csv,
+)
 from tests.service.conftest import SmokeDigits
 
 pytestmark = [pytest.mark.pipeline, pytest.mark.slow]
@@ -134,27 +141,24 @@ def test_health_and_metrics_endpoints(service, digits):
     assert "bentoml_service_request_total" in metrics
 
 
-def _files(*contents: bytes) -> dict:
-    return {
-        "files": [("images", (f"f{index}.png", data, "image/png")) for index, data in enumerate(contents)]
-    }
-
-
 # case: (the request's httpx.post arguments, given a good PNG; a phrase its error message must contain)
 BAD_REQUESTS = {
-    "not an image": (lambda good: _files(b"%PDF-1.4 this is not a picture"), "not an image"),
-    "empty file": (lambda good: _files(b""), "the file is empty"),
-    "truncated png": (lambda good: _files(good[: len(good) // 2]), "truncated or corrupt"),
-    "blank image": (lambda good: _files(png_bytes(Image.new("L", (28, 28), 255))), "blank"),
+    "not an image": (lambda good: image_files(b"%PDF-1.4 this is not a picture"), "not an image"),
+    "empty file": (lambda good: image_files(b""), "the file is empty"),
+    "truncated png": (lambda good: image_files(good[: len(good) // 2]), "truncated or corrupt"),
+    "blank image": (lambda good: image_files(png_bytes(Image.new("L", (28, 28), 255))), "blank"),
     "over the pixel limit": (
-        lambda good: _files(png_bytes(Image.new("L", (6000, 6000)))),
+        lambda good: image_files(png_bytes(Image.new("L", (6000, 6000)))),
         "the limit is 25,000,000",
     ),
-    "decompression bomb header": (lambda good: _files(png_claiming_size(100_000, 100_000)), "pixels"),
-    "too many images": (lambda good: _files(*[good] * 257), "257 images in one request; the limit is 256"),
+    "decompression bomb header": (lambda good: image_files(png_claiming_size(100_000, 100_000)), "pixels"),
+    "too many images": (
+        lambda good: image_files(*[good] * 257),
+        "257 images in one request; the limit is 256",
+    ),
     "empty list": (lambda good: {"json": {"images": []}}, "no images"),
     "no images field": (lambda good: {"json": {"pictures": []}}, "Field required"),
-    "one bad image among good ones": (lambda good: _files(good, b"garbage", good), "not an image"),
+    "one bad image among good ones": (lambda good: image_files(good, b"garbage", good), "not an image"),
 }
 
 
