@@ -120,8 +120,3 @@ class Batcher:
                 job.future.set_exception(
                     OverloadedError(f"the service is overloaded: no model time within {self.max_wait_s:g} s")
                 )
-
-    def close(self) -> None:
-        if self._runner is not None:
-            self._runner.cancel()
-        self._thread.shutdown(wait=False, cancel_futures=True)
