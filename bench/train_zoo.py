@@ -2,6 +2,7 @@
 
     python bench/train_zoo.py          # on the data of the last `dvc repro`
     python bench/train_zoo.py --epochs 3 --models seed004 digitnet --limit 5000
+    python bench/train_zoo.py --models seed001 --epochs 9 --seeds 1 2   # the same data, other seeds
 
 For each model: parameters, epochs run, training time and images/s, validation accuracy (what the model
 is chosen on), and test accuracy per source. With --json, each model also gets its curve: validation
@@ -36,6 +37,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", nargs="+", default=list_models(), help="default: every registered model")
     parser.add_argument("--epochs", type=int, help="default: train.epochs from params.yaml")
     parser.add_argument("--limit", type=int, help="train on a stratified sample of this many digits")
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        help="training seeds (weights and shuffling; the split stays); default: base.seed",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     parser.add_argument("--plot", type=Path, help="draw validation accuracy against minutes to this PNG")
     args = parser.parse_args(argv)
@@ -51,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         train = {key: value[keep] for key, value in train.items()}
     settings = params.train.model_copy(update={"epochs": args.epochs or params.train.epochs})
     rows = []
-    for name in args.models:
+    runs = [(name, seed) for name in args.models for seed in args.seeds or [params.base.seed]]
+    for name, seed in runs:
         with tempfile.TemporaryDirectory() as scratch:
             curve = _Curve()
             started = time.perf_counter()
@@ -59,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
                 (train["images"], train["labels"]),
                 (val["images"], val["labels"]),
                 settings.model_copy(update={"model": name, "model_kwargs": {}}),
-                params.base.seed,
+                seed,
                 Path(scratch) / "best.keras",
                 callbacks=[curve],
                 verbose=0,
@@ -72,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(
             {
                 "model": name,
+                "seed": seed,
                 "parameters": model.count_params(),
                 "epochs": epochs,
                 "train_minutes": round(seconds / 60, 2),
@@ -119,7 +128,8 @@ def _plot_curves(rows: list[dict], path: Path) -> None:
     figure, axes = plt.subplots(figsize=(7, 4.5))
     for row in rows:
         minutes, accuracy = zip(*row["curve"], strict=True)
-        axes.plot(minutes, [100 * value for value in accuracy], marker="o", label=row["model"])
+        label = f"{row['model']} (seed {row['seed']})"
+        axes.plot(minutes, [100 * value for value in accuracy], marker="o", label=label)
     axes.set(xlabel="training minutes", ylabel="validation accuracy (%)", title="Accuracy per CPU minute")
     axes.set_ylim(bottom=97)
     axes.grid(alpha=0.3)
