@@ -12,6 +12,8 @@ In one run, on one machine, one service at a time on 127.0.0.1:
    - `digits /classify`: our service, a multipart upload (BentoML's API path);
    - `no-op /digit`, `no-op /classify`: the same paths with no decoding and no model (the ceiling);
    - `digits /digit, batching off`: our service with `serve.max_batch_size: 1`;
+   - `digits /digit, tracing spans built`: our service with an exporter configured that keeps nothing, so
+     that BentoML builds a span per request as it does by default;
    - `BentoML defaults /classify`: a `batchable=True` endpoint as BentoML's defaults have it, same model.
 2. **Many digits per request**: 256 PNGs in one multipart `/classify`, and 256 digits as one uint8 array
    to `/digits`, at concurrency 1 and 4.
@@ -55,7 +57,9 @@ OUR_SERVICE = "digitops.serve.service:DigitClassifier"
 REFERENCE = "bench.serving.reference_services"
 BOUNDARY = "digitopsbenchboundary"
 MULTIPART = f"multipart/form-data; boundary={BOUNDARY}"
-UNTRACED = ["/digit", "/digits", "/classify"]  # the routes the "no tracing spans" variant excludes
+# An exporter that keeps nothing (sample rate 0, no sampled callers): BentoML builds every span, as it
+# does by default, while our service (digitops.serve.tracing) skips them when no exporter is configured.
+SPANS_BUILT = {"tracing": {"exporter_type": "in_memory", "sample_rate": 0.0}}
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="concurrency 1 and 64, 5-s windows")
     parser.add_argument("--model", default=os.environ.get("DIGITOPS_BENTO_MODEL", "digits:latest"))
     parser.add_argument("--port", type=int, default=3900)
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        metavar="NAME",
+        help="only these sweeps, by name (e.g. 'digits /digit'), for an A/B: no cold start, many-per-request "
+        "or raw model, and a table instead of the summary; --repeat alternates them",
+    )
+    parser.add_argument("--repeat", type=int, default=1, help="with --variants: run them this many times")
     args = parser.parse_args(argv)
     if args.quick:
         args.concurrency, args.seconds, args.warmup = [1, 64], 5.0, 2.0
@@ -123,11 +135,11 @@ def main(argv: list[str] | None = None) -> int:
         ),
         Variant("digits /digit, batching off", OUR_SERVICE, "/digit", "png", params={"max_batch_size": 1}),
         Variant(
-            "digits /digit, no tracing spans",
+            "digits /digit, tracing spans built",
             OUR_SERVICE,
             "/digit",
             "png",
-            env={"BENTOML_CONFIG_OVERRIDES": json.dumps({"tracing": {"excluded_urls": UNTRACED}})},
+            env={"BENTOML_CONFIG_OVERRIDES": json.dumps(SPANS_BUILT)},
         ),
         Variant(
             "BentoML defaults /classify",
@@ -137,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
             batch_metric="bentoml_service_adaptive_batch_size",
         ),
     ]
+    if args.variants:
+        return _compare(args, params, scratch, bodies, variants)
     for variant in variants:
         with ServedVariant(variant, params, args, scratch) as service:
             if variant.name == "digits /digit":
@@ -169,6 +183,29 @@ def main(argv: list[str] | None = None) -> int:
     summary = _summary(figures)
     (args.out / "summary.md").write_text(summary)
     print(summary)
+    shutil.rmtree(scratch, ignore_errors=True)
+    return 0
+
+
+def _compare(args, params: dict, scratch: Path, bodies: dict, variants: list[Variant]) -> int:
+    """The sweeps of the named variants only, alternated `--repeat` times: an A/B in one sitting."""
+    by_name = {variant.name: variant for variant in variants}
+    unknown = sorted(set(args.variants) - set(by_name))
+    if unknown:
+        sys.exit(f"unknown variants {unknown}; the variants are {sorted(by_name)}")
+    sweeps: dict[str, list[dict]] = {}
+    for round_ in range(1, args.repeat + 1):
+        for name in args.variants:
+            variant = by_name[name]
+            content_type = "image/png" if variant.bodies == "png" else MULTIPART
+            with ServedVariant(variant, params, args, scratch) as service:
+                sweeps[f"{name} (round {round_})"] = _sweep(
+                    service, variant.route, bodies[variant.bodies], content_type, args.concurrency, args
+                )
+    args.out.mkdir(parents=True, exist_ok=True)
+    figures = {"machine": _machine(), "sweeps": sweeps}
+    (args.out / "compare.json").write_text(json.dumps(figures, indent=2) + "\n")
+    print("\n".join(_table(SWEEP_HEADER, sweeps, SWEEP_KEYS)))
     shutil.rmtree(scratch, ignore_errors=True)
     return 0
 
@@ -397,6 +434,13 @@ def _point(points: list[dict], concurrency: int) -> dict | None:
     return next((point for point in points if point["concurrency"] == concurrency), None)
 
 
+SWEEP_HEADER = [
+    *["variant", "concurrency", "images/s"],
+    *["p50 ms", "p95 ms", "p99 ms", "errors", "503", "mean batch"],
+]
+SWEEP_KEYS = ["p50_ms", "p95_ms", "p99_ms", "errors", "status_503", "mean_batch"]
+
+
 def _table(header: list[str], groups: dict[str, list[dict]], keys: list[str]) -> list[str]:
     """A Markdown table: one row per point, its name, concurrency, images/s, then `keys`."""
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -409,11 +453,7 @@ def _table(header: list[str], groups: dict[str, list[dict]], keys: list[str]) ->
 
 
 def _summary(figures: dict) -> str:
-    lines = _table(
-        ["variant", "concurrency", "images/s", "p50 ms", "p95 ms", "p99 ms", "errors", "503", "mean batch"],
-        figures["sweeps"],
-        ["p50_ms", "p95_ms", "p99_ms", "errors", "status_503", "mean_batch"],
-    )
+    lines = _table(SWEEP_HEADER, figures["sweeps"], SWEEP_KEYS)
     many = _table(
         ["many digits per request", "concurrency", "images/s", "p50 ms", "p99 ms", "errors"],
         figures["many_per_request"],

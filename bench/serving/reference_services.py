@@ -3,8 +3,9 @@ field `images`, a list of uploaded files in, one prediction per image out):
 
 - `NoOp`: the same HTTP paths, adaptive batching included, with no image decoding and no model, and as
   many workers as ours (DIGITOPS_BENCH_WORKERS, set by bench/serve.py from `serve.workers`): the
-  stack's ceiling, which our service can only approach. `POST /classify` (multipart, BentoML's API) and
-  `POST /digit` (the raw image file as the body, a plain ASGI route as in our service).
+  stack's ceiling, which our service can only approach. Tracing is set as ours (no spans without an
+  exporter). `POST /classify` (multipart, BentoML's API) and `POST /digit` (the raw image file as the
+  body, a plain ASGI route as in our service).
 - `BentoDefaults`: the endpoint as BentoML's defaults and documentation would have it, around the same
   model: `list[PIL.Image.Image]` decoded by BentoML, `@bentoml.api(batchable=True)` with its default
   batching limits, one worker, the normaliser and the model called in the batch function.
@@ -29,6 +30,7 @@ from starlette.routing import Route
 
 from digitops.preprocess import normalize_digit
 from digitops.serve.classifier import load_classifier
+from digitops.serve.tracing import tracing_config
 
 
 class Prediction(BaseModel):
@@ -60,7 +62,12 @@ async def _digit(request: Request) -> Response:
 ROUTES = Starlette(routes=[Route("/digit", _digit, methods=["POST"])])
 
 
-@bentoml.service(name="digits-noop", workers=WORKERS, logging={"access": {"enabled": False}})
+@bentoml.service(
+    name="digits-noop",
+    workers=WORKERS,
+    logging={"access": {"enabled": False}},
+    tracing=tracing_config(),  # the same stack as ours
+)
 @bentoml.asgi_app(ROUTES, path="/")
 class NoOp:
     @bentoml.api(batchable=True, max_batch_size=256, max_latency_ms=1000)

@@ -141,6 +141,18 @@ def test_health_and_metrics_endpoints(service, digits):
     assert "bentoml_service_request_total" in metrics
 
 
+def test_no_tracing_spans_are_built_without_an_exporter(service, digits):
+    """BentoML names each request by its span (X-BentoML-Request-ID); with no trace exporter configured the
+    service asks it to build none (digitops.serve.tracing), so no answer carries one."""
+    answers = [
+        _classify(service.url, digits.pngs[:1]),
+        httpx.post(f"{service.url}/digit", content=digits.pngs[0]),
+    ]
+    for response in answers:
+        assert response.status_code == 200
+        assert "x-bentoml-request-id" not in response.headers
+
+
 # case: (the request's httpx.post arguments, given a good PNG; a phrase its error message must contain)
 BAD_REQUESTS = {
     "not an image": (lambda good: image_files(b"%PDF-1.4 this is not a picture"), "not an image"),

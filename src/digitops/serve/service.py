@@ -48,6 +48,7 @@ from digitops.serve.inputs import (
     open_image,
 )
 from digitops.serve.segment import read_digits
+from digitops.serve.tracing import tracing_config
 
 PARAMS = load_params(os.environ.get("DIGITOPS_PARAMS", "params.yaml"))
 SETTINGS = PARAMS.serve
@@ -232,6 +233,7 @@ LEAN_ROUTES = Starlette(
     traffic={"timeout": 30},
     workers=SETTINGS.workers,
     logging={"access": {"enabled": SETTINGS.access_log}},
+    tracing=tracing_config(),  # no spans unless a trace exporter is configured (digitops.serve.tracing)
 )
 @bentoml.asgi_app(LEAN_ROUTES, path="/")
 class DigitClassifier:
