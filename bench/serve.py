@@ -19,7 +19,15 @@ In one run, on one machine, one service at a time on 127.0.0.1:
    to `/digits`, at concurrency 1 and 4.
 3. **The raw model** in this process (the same `.keras` file, the service's compiled function) at batch 1
    and 256, with TensorFlow's default threads and with one thread.
-4. **Cold start**: from `bentoml serve` to the first correct answer; resident memory per worker.
+4. **Cold start**: from `bentoml serve` to the first correct answer, three starts each with this
+   virtualenv and, with `--serving-venv DIR`, with a virtualenv of the bento's own lock (what the
+   container runs: no MLflow, DVC or plotting libraries, which Keras imports at start-up when present):
+
+       python3.11 -m venv /tmp/serving && /tmp/serving/bin/pip install -r requirements-bootstrap.lock \
+           && /tmp/serving/bin/uv pip install --python /tmp/serving/bin/python -r requirements-serve.lock \
+           && /tmp/serving/bin/uv pip install --python /tmp/serving/bin/python --no-deps -e .
+
+   and resident memory per worker.
 
 Writes `<out>/serve.json`, `<out>/throughput.png` (throughput against concurrency),
 `<out>/p99_vs_throughput.png` and `<out>/summary.md`, and prints the summary with the targets of
@@ -84,6 +92,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="concurrency 1 and 64, 5-s windows")
     parser.add_argument("--model", default=os.environ.get("DIGITOPS_BENTO_MODEL", "digits:latest"))
     parser.add_argument("--port", type=int, default=3900)
+    parser.add_argument("--cold-starts", type=int, default=3, help="starts timed per virtualenv")
+    parser.add_argument(
+        "--serving-venv", type=Path, help="also time cold starts with this venv (of requirements-serve.lock)"
+    )
     parser.add_argument(
         "--variants",
         nargs="+",
@@ -154,7 +166,6 @@ def main(argv: list[str] | None = None) -> int:
     for variant in variants:
         with ServedVariant(variant, params, args, scratch) as service:
             if variant.name == "digits /digit":
-                figures["cold_start_s"] = service.ready_s
                 figures["many_per_request"] = {
                     "256 PNGs, multipart /classify": _sweep(
                         service, "/classify", bodies["multipart256"], MULTIPART, [1, 4], args, images=256
@@ -176,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
             figures.setdefault("memory_mb_per_worker", {})[variant.name] = service.worker_rss_mb()
             print(f"{variant.name}: done", flush=True)
     figures["raw_model"] = _raw_model(args.model, digits)
+    figures["cold_start_s"] = _cold_starts(variants[0], params, args, scratch)
 
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "serve.json").write_text(json.dumps(figures, indent=2) + "\n")
@@ -210,11 +222,32 @@ def _compare(args, params: dict, scratch: Path, bodies: dict, variants: list[Var
     return 0
 
 
+def _cold_starts(variant: Variant, params: dict, args, scratch: Path) -> dict[str, list[float]]:
+    """Seconds from `bentoml serve` to the first answer, `--cold-starts` times per virtualenv."""
+    venvs = {"this virtualenv": Path(sys.executable).parent}
+    if args.serving_venv:
+        venvs["the bento's lock (--serving-venv)"] = args.serving_venv.resolve() / "bin"
+    starts: dict[str, list[float]] = {}
+    for name, bin_dir in venvs.items():
+        for _ in range(args.cold_starts):
+            with ServedVariant(variant, params, args, scratch, bentoml_cli=bin_dir / "bentoml") as service:
+                starts.setdefault(name, []).append(service.ready_s)
+    return starts
+
+
 class ServedVariant:
     """`bentoml serve` of a variant on 127.0.0.1 (own process group); `ready_s`: start to first answer."""
 
-    def __init__(self, variant: Variant, params: dict, args: argparse.Namespace, scratch: Path) -> None:
+    def __init__(
+        self,
+        variant: Variant,
+        params: dict,
+        args: argparse.Namespace,
+        scratch: Path,
+        bentoml_cli: Path | None = None,  # default: this virtualenv's
+    ) -> None:
         self.variant, self.port = variant, args.port
+        self.bentoml_cli = bentoml_cli or Path(sys.executable).with_name("bentoml")
         self.url = f"http://127.0.0.1:{args.port}"
         env = {
             **os.environ,
@@ -230,15 +263,14 @@ class ServedVariant:
             path.write_text(yaml.safe_dump(overridden))
             env["DIGITOPS_PARAMS"] = str(path)
         self.log = scratch / f"serve-{abs(hash(variant.name))}.log"
-        self._command = ["bentoml", "serve", variant.target, "--host", "127.0.0.1", "--port", str(args.port)]
+        self._command = ["serve", variant.target, "--host", "127.0.0.1", "--port", str(args.port)]
         self._env = env
 
     def __enter__(self) -> ServedVariant:
         started = time.perf_counter()
-        bentoml_cli = Path(sys.executable).with_name("bentoml")
         with self.log.open("w") as log:
             self.process = subprocess.Popen(
-                [str(bentoml_cli), *self._command[1:]],
+                [str(self.bentoml_cli), *self._command],
                 env=self._env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -256,7 +288,7 @@ class ServedVariant:
                 response = httpx.post(
                     f"{self.url}{route}", content=probe, timeout=5, headers={"Content-Type": content_type}
                 )
-                if response.status_code == 200:
+                if response.status_code == 200 and self._is_right(response.json()):
                     break
             except httpx.HTTPError:
                 pass
@@ -267,6 +299,11 @@ class ServedVariant:
         while httpx.get(f"{self.url}/readyz", timeout=5).status_code != 200:  # every worker up
             time.sleep(0.2)
         return self
+
+    def _is_right(self, answer: dict | list) -> bool:
+        """The probe is a '1': our service must say so (the reference services answer anything)."""
+        prediction = answer[0] if isinstance(answer, list) else answer
+        return self.variant.target != OUR_SERVICE or prediction["digit"] == 1
 
     def worker_rss_mb(self) -> list[float]:
         workers = [
@@ -464,7 +501,9 @@ def _summary(figures: dict) -> str:
     lines += [
         "",
         f"Raw model (images/s): default threads {raw['default_threads']}, one thread {raw['one_thread']}.",
-        f"Cold start (bentoml serve to the first correct answer): {figures['cold_start_s']} s. "
+        "Cold start (bentoml serve to the first correct answer), seconds: "
+        + "; ".join(f"{venv}: {starts}" for venv, starts in figures["cold_start_s"].items())
+        + ". "
         f"Resident memory per worker (MB): {figures['memory_mb_per_worker']}.",
         "",
         "Targets:",
@@ -513,7 +552,9 @@ def _summary(figures: dict) -> str:
     )
     if one:
         checks.append(("c=1 /digit: p50 <= 10 ms", one["p50_ms"] <= 10, f"{one['p50_ms']:.1f} ms"))
-    checks.append(("cold start <= 15 s", figures["cold_start_s"] <= 15, f"{figures['cold_start_s']} s"))
+    venv, starts = list(figures["cold_start_s"].items())[-1]  # the bento's lock when measured
+    cold = float(np.median(starts))
+    checks.append(("cold start <= 15 s", cold <= 15, f"median {cold:.1f} s with {venv}"))
     lines += [f"- {'met' if ok else 'NOT met'}: {name} ({value})" for name, ok, value in checks]
     return "\n".join(lines) + "\n"
 

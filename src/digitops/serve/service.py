@@ -17,6 +17,7 @@ from __future__ import annotations
 import gc
 import json
 import os
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -240,8 +241,10 @@ class DigitClassifier:
     bento_model = bentoml.models.BentoModel(MODEL_TAG)
 
     def __init__(self) -> None:
+        started = time.perf_counter()
         stored = self.bento_model
-        self.classifier = load_classifier(stored.path, SETTINGS.threads_per_worker)
+        self.classifier = load_classifier(stored.path, SETTINGS.threads_per_worker)  # imports TensorFlow
+        loaded = time.perf_counter()
         labels = stored.info.labels
         self.model_version = (
             f"{labels.get('registered_model', stored.tag.name)}/{labels.get('mlflow_version', '?')}"
@@ -259,7 +262,10 @@ class DigitClassifier:
         gc.collect()
         gc.freeze()
         print(
-            f"digitops: serving {self.model_version} ({stored.tag}) on {self.classifier.device}", flush=True
+            f"digitops: serving {self.model_version} ({stored.tag}) on {self.classifier.device}; "
+            f"TensorFlow and the model loaded in {loaded - started:.1f} s, warmed up in "
+            f"{time.perf_counter() - loaded:.1f} s",
+            flush=True,
         )
 
     async def predict(self, digits: np.ndarray) -> list[dict[str, Any]]:
