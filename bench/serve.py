@@ -80,6 +80,10 @@ class Variant:
     env: dict = field(default_factory=dict)  # extra environment for `bentoml serve`
     batch_metric: str = "digitops_batch_size"  # the histogram of model-call sizes in /metrics
 
+    @property
+    def content_type(self) -> str:
+        return MULTIPART if self.bodies == "multipart" else "image/png"
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
@@ -180,10 +184,7 @@ def main(argv: list[str] | None = None) -> int:
                         images=256,
                     ),
                 }
-            content_type = "image/png" if variant.bodies == "png" else MULTIPART
-            figures["sweeps"][variant.name] = _sweep(
-                service, variant.route, bodies[variant.bodies], content_type, args.concurrency, args
-            )
+            figures["sweeps"][variant.name] = _sweep_variant(service, bodies, args)
             figures.setdefault("memory_mb_per_worker", {})[variant.name] = service.worker_rss_mb()
             print(f"{variant.name}: done", flush=True)
     figures["raw_model"] = _raw_model(args.model, digits)
@@ -208,12 +209,8 @@ def _compare(args, params: dict, scratch: Path, bodies: dict, variants: list[Var
     sweeps: dict[str, list[dict]] = {}
     for round_ in range(1, args.repeat + 1):
         for name in args.variants:
-            variant = by_name[name]
-            content_type = "image/png" if variant.bodies == "png" else MULTIPART
-            with ServedVariant(variant, params, args, scratch) as service:
-                sweeps[f"{name} (round {round_})"] = _sweep(
-                    service, variant.route, bodies[variant.bodies], content_type, args.concurrency, args
-                )
+            with ServedVariant(by_name[name], params, args, scratch) as service:
+                sweeps[f"{name} (round {round_})"] = _sweep_variant(service, bodies, args)
     args.out.mkdir(parents=True, exist_ok=True)
     figures = {"machine": _machine(), "sweeps": sweeps}
     (args.out / "compare.json").write_text(json.dumps(figures, indent=2) + "\n")
@@ -276,11 +273,11 @@ class ServedVariant:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        probe = _png_probe()
+        probe, content_type = _png_probe(), self.variant.content_type
         if self.variant.bodies == "multipart":
-            probe, content_type, route = _multipart([probe]), MULTIPART, "/classify"
+            probe, route = _multipart([probe]), "/classify"
         else:
-            content_type, route = "image/png", "/digit"
+            route = "/digit"
         while True:
             if self.process.poll() is not None:
                 sys.exit(f"{self.variant.name}: bentoml serve exited:\n{self.log.read_text()[-3000:]}")
@@ -313,8 +310,9 @@ class ServedVariant:
         ]
         return [round(p.memory_info().rss / 2**20) for p in workers]
 
-    def batch_sizes(self) -> tuple[float, float]:
-        """(sum, count) of the variant's batch-size histogram, over all workers."""
+    def counters(self) -> tuple[float, float, float]:
+        """From one read of /metrics, over all workers: the sum and count of the variant's batch-size
+        histogram, and the 503 answers counted by BentoML's own request metric (every route)."""
         text = httpx.get(f"{self.url}/metrics", timeout=10).text
         total = count = 0.0
         for match in re.finditer(
@@ -324,13 +322,9 @@ class ServedVariant:
                 total += float(match.group(2))
             else:
                 count += float(match.group(2))
-        return total, count
-
-    def responses_503(self) -> float:
-        """The 503 answers counted by BentoML's own request metric so far, over all workers and routes."""
-        text = httpx.get(f"{self.url}/metrics", timeout=10).text
         pattern = r'^bentoml_service_request_total\{[^}]*http_response_code="503"[^}]*\} ([0-9.e+]+)$'
-        return sum(float(match.group(1)) for match in re.finditer(pattern, text, re.M))
+        shed = sum(float(match.group(1)) for match in re.finditer(pattern, text, re.M))
+        return total, count, shed
 
     def __exit__(self, *exc: object) -> None:
         os.killpg(self.process.pid, signal.SIGTERM)
@@ -339,6 +333,14 @@ class ServedVariant:
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
         time.sleep(1)
+
+
+def _sweep_variant(service: ServedVariant, bodies: dict[str, Path], args: argparse.Namespace) -> list[dict]:
+    """The variant's own sweep: its route and bodies at every `--concurrency`."""
+    variant = service.variant
+    return _sweep(
+        service, variant.route, bodies[variant.bodies], variant.content_type, args.concurrency, args
+    )
 
 
 def _sweep(
@@ -353,11 +355,11 @@ def _sweep(
     points = []
     for concurrency in concurrencies:
         run_wrk(service.url, route, body_dir, content_type, concurrency, args.warmup)
-        before, shed_before = service.batch_sizes(), service.responses_503()
+        sum_before, calls_before, shed_before = service.counters()
         point = run_wrk(service.url, route, body_dir, content_type, concurrency, args.seconds)
-        after, shed_after = service.batch_sizes(), service.responses_503()
+        sum_after, calls_after, shed_after = service.counters()
         ok = point["requests"] - point["status_errors"]
-        calls = after[1] - before[1]
+        calls = calls_after - calls_before
         points.append(
             {
                 "concurrency": concurrency,
@@ -367,9 +369,9 @@ def _sweep(
                 "p95_ms": round(point["p95_ms"], 2),
                 "p99_ms": round(point["p99_ms"], 2),
                 "max_ms": round(point["max_ms"], 2),
-                "errors": point["requests"] - ok + point["socket_errors"],
+                "errors": point["status_errors"] + point["socket_errors"],
                 "status_503": round(shed_after - shed_before),  # of the errors: load shed
-                "mean_batch": round((after[0] - before[0]) / calls, 1) if calls else None,
+                "mean_batch": round((sum_after - sum_before) / calls, 1) if calls else None,
             }
         )
         print(f"  {service.variant.name} {route} c={concurrency}: {points[-1]}", flush=True)
