@@ -25,8 +25,8 @@ import httpx
 import numpy as np
 
 from digitops.config import load_params
+from digitops.infer.inputs import png_bytes
 from digitops.io import load_npz
-from digitops.serve.inputs import png_bytes
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,13 +1,13 @@
 """Read synthetic photos of handwritten numbers with `read_digits` and a trained model; print the figures.
 
-    PYTHONPATH=src python bench/read_photos.py                          # models/candidate.keras, 300 photos
-    PYTHONPATH=src python bench/read_photos.py --model /tmp/m.keras --photos 200 --json out.json \\
+    python bench/read_photos.py                          # models/candidate.keras, 300 photos
+    python bench/read_photos.py --model /tmp/m.keras --photos 200 --json out.json \\
         --examples out.png
-    PYTHONPATH=src python bench/read_photos.py --paper-edge 0.25   # a dark desk beyond the paper in 1 in 4
+    python bench/read_photos.py --paper-edge 0.25   # a dark desk beyond the paper in 1 in 4
 
 Each photo holds one number of 3-8 digits (one photo in five: two lines), the digits drawn at random from
 the MNIST and USPS *test* sets (never seen in training), written in a random pen colour on textured paper,
-lit by a gradient and a shadow, rotated, blurred and JPEG-compressed (`digitops.serve.photos`). Figures:
+lit by a gradient and a shadow, rotated, blurred and JPEG-compressed (`bench.photos`). Figures:
 - digit accuracy: digits read right in their position, over all true digits;
 - number accuracy: photos whose whole text is right;
 - detection: photos with the wrong number of digits found, missing and extra digits (a segmentation
@@ -27,15 +27,16 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from digitops.data.idx import read_idx_digits
-from digitops.data.usps import read_usps
-from digitops.io import atomic_path, atomic_write
-from digitops.preprocess import normalize_digits
-from digitops.serve.classifier import load_classifier
-from digitops.serve.photos import SyntheticPhoto, make_photo
-from digitops.serve.segment import ReadResult, read_digits
-
 REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO_ROOT), str(REPO_ROOT / "src")]  # bench.photos, and digitops without installing
+
+from bench.photos import SyntheticPhoto, make_photo  # noqa: E402
+from digitops.data.idx import read_idx_digits  # noqa: E402
+from digitops.data.usps import read_usps  # noqa: E402
+from digitops.infer.classifier import load_classifier  # noqa: E402
+from digitops.infer.segment import ReadResult, read_digits  # noqa: E402
+from digitops.io import atomic_path, atomic_write  # noqa: E402
+from digitops.preprocess import normalize_digits  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

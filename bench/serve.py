@@ -57,8 +57,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
+from digitops.infer.inputs import png_bytes  # noqa: E402
 from digitops.io import load_npz  # noqa: E402
-from digitops.serve.inputs import png_bytes  # noqa: E402
 
 LUA = REPO / "bench/serving/post_bodies.lua"
 OUR_SERVICE = "digitops.serve.service:DigitClassifier"
@@ -412,7 +412,7 @@ def _raw_model(model_tag: str, digits: np.ndarray) -> dict:
     for threads in (None, 1):
         code = (
             "import json, sys, time, numpy as np, bentoml\n"
-            "from digitops.serve.classifier import load_classifier\n"
+            "from digitops.infer.classifier import load_classifier\n"
             f"model = load_classifier(bentoml.models.get({model_tag!r}).path, {threads})\n"
             "digits = np.load(sys.argv[1])\nout = {}\n"
             "for batch in (1, 256):\n"

@@ -20,7 +20,7 @@ from pathlib import Path
 import yaml
 from serve import OUR_SERVICE, REPO, ServedVariant, Variant, mnist_test_digits, run_wrk, write_bodies
 
-from digitops.serve.inputs import png_bytes
+from digitops.infer.inputs import png_bytes
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -32,10 +32,10 @@ import httpx
 import numpy as np
 
 from digitops.config import load_params
+from digitops.infer.classifier import load_classifier
+from digitops.infer.inputs import png_bytes
 from digitops.io import load_npz
 from digitops.preprocess import normalize_digits
-from digitops.serve.classifier import load_classifier
-from digitops.serve.inputs import png_bytes
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONTEXT = REPO_ROOT / "build" / "container"

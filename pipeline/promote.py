@@ -15,10 +15,10 @@ import numpy as np
 
 from digitops.config import load_params
 from digitops.errors import run_stage
+from digitops.infer.classifier import load_classifier
 from digitops.io import load_npz, write_json
 from digitops.promote import KnownAnswers, promote_candidate
 from digitops.sampling import stratified_sample
-from digitops.serve.classifier import load_classifier
 
 
 def main() -> None:

@@ -28,8 +28,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from digitops.infer.classifier import load_classifier
 from digitops.preprocess import normalize_digit
-from digitops.serve.classifier import load_classifier
 from digitops.serve.tracing import tracing_config
 
 

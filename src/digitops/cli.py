@@ -4,7 +4,7 @@
     digitops predict test.csv --out submission.csv               # Kaggle's ImageId,Label
     digitops predict scans/ --url http://localhost:3000          # ask a running service instead
 
-Every image goes through the service's normaliser (`digitops.serve.inputs.digit_from_image`), so a file
+Every image goes through the service's normaliser (`digitops.infer.inputs.digit_from_image`), so a file
 gets the answer the service would give it. Subcommands live in `build_parser`; each is one function that
 takes the parsed arguments and returns an exit code.
 """
@@ -27,9 +27,9 @@ import numpy as np
 from PIL import Image
 
 from digitops.errors import DataFileError, DigitopsError
+from digitops.infer.inputs import BadInputError, InputLimits, digit_from_image, open_image, png_bytes
 from digitops.io import atomic_write
 from digitops.preprocess import MNIST_SIZE
-from digitops.serve.inputs import BadInputError, InputLimits, digit_from_image, open_image, png_bytes
 
 EXIT_OK = 0  # every input predicted, or the bad ones reported and skipped
 EXIT_ERROR = 1  # a bad input with --strict, a malformed CSV, no model, the service unreachable or failing
@@ -315,7 +315,7 @@ class LocalModel:
     """A `.keras` model in this process, loaded as the service loads it."""
 
     def __init__(self, model_path: Path, description: str) -> None:
-        from digitops.serve.classifier import load_classifier
+        from digitops.infer.classifier import load_classifier
 
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # less of TensorFlow's start-up chatter on stderr
         try:

@@ -15,8 +15,8 @@ import tempfile
 from pathlib import Path
 
 from digitops.errors import DigitopsError
+from digitops.infer.classifier import MODEL_FILE, find_model_file
 from digitops.promote import CHAMPION
-from digitops.serve.classifier import MODEL_FILE, find_model_file
 
 
 class PackagingError(DigitopsError):

@@ -21,7 +21,7 @@ import numpy as np
 from digitops.config import PromoteParams
 from digitops.errors import DigitopsError
 from digitops.evaluate import metrics_by_source
-from digitops.serve.classifier import Classifier, load_classifier
+from digitops.infer.classifier import Classifier, load_classifier
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"

@@ -17,10 +17,10 @@ from PIL import Image
 
 from digitops.cli import EXIT_ERROR, EXIT_OK, main
 from digitops.data.idx import read_idx_digits
+from digitops.infer.classifier import load_classifier
+from digitops.infer.inputs import digit_from_image, png_bytes
 from digitops.models import build_model
 from digitops.preprocess import normalize_digits
-from digitops.serve.classifier import load_classifier
-from digitops.serve.inputs import digit_from_image, png_bytes
 from tests.fakes import REPO_ROOT, write_kaggle_csv
 
 ROWS = 1100  # more than one CSV chunk and one model batch (1,024 each)

@@ -13,9 +13,9 @@ from mlflow import MlflowClient
 
 from digitops.config import PromoteParams
 from digitops.evaluate import metrics_by_source
+from digitops.infer.classifier import Classifier
 from digitops.models import build_model
 from digitops.promote import KnownAnswers, PromotionError, promote_candidate
-from digitops.serve.classifier import Classifier
 from digitops.tracking import configure
 from tests.fakes import random_digits
 

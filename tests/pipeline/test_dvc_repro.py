@@ -15,8 +15,8 @@ import yaml
 from mlflow import MlflowClient
 from PIL import Image
 
+from digitops.infer.inputs import InputLimits, png_bytes
 from digitops.serve.feedback import store_drawings
-from digitops.serve.inputs import InputLimits, png_bytes
 from tests.fakes import FOUR_STROKES, SEVEN_STROKES, canvas_rgba, draw_strokes
 from tests.smoke import CAP
 from tests.smoke import run as _run

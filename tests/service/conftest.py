@@ -14,10 +14,10 @@ import httpx
 import numpy as np
 import pytest
 
+from digitops.infer.classifier import load_classifier
+from digitops.infer.inputs import png_bytes
 from digitops.io import load_npz
 from digitops.preprocess import normalize_digits
-from digitops.serve.classifier import load_classifier
-from digitops.serve.inputs import png_bytes
 from tests.fakes import free_port
 
 

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from digitops.serve.inputs import png_bytes
-from digitops.serve.photos import blank_photo, make_photo
-from digitops.serve.segment import read_digits
+from bench.photos import blank_photo, make_photo
+from digitops.infer.inputs import png_bytes
+from digitops.infer.segment import read_digits
 from tests.fakes import SEVEN_STROKES, canvas_rgba, draw_strokes
 
 pytestmark = [pytest.mark.pipeline, pytest.mark.slow]

@@ -26,7 +26,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from digitops.serve.inputs import png_bytes
+from digitops.infer.inputs import png_bytes
 from tests.fakes import image_files, png_claiming_size
 
 pytestmark = [pytest.mark.pipeline, pytest.mark.slow]

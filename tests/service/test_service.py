@@ -15,8 +15,8 @@ import pytest
 from PIL import Image
 
 from digitops.cli import main as digitops_cli
+from digitops.infer.inputs import digit_from_image, png_bytes
 from digitops.preprocess import normalize_digits
-from digitops.serve.inputs import digit_from_image, png_bytes
 from tests.fakes import (
     SEVEN_STROKES,
     canvas_rgba,

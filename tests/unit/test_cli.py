@@ -29,8 +29,8 @@ from digitops.cli import (
     read_kaggle_csv,
 )
 from digitops.errors import DataFileError
+from digitops.infer.inputs import png_bytes
 from digitops.preprocess import normalize_digit
-from digitops.serve.inputs import png_bytes
 from tests.fakes import free_port, random_digits, write_kaggle_csv
 
 

@@ -15,6 +15,7 @@ from PIL import Image
 
 from digitops.config import load_params
 from digitops.data.drawings import MANIFEST_NAME, read_manifest
+from digitops.infer.inputs import BadInputError, InputLimits, png_bytes
 from digitops.serve.feedback import (
     DEFAULT_FEEDBACK_DIR,
     FEEDBACK_DIR_ENV,
@@ -22,7 +23,6 @@ from digitops.serve.feedback import (
     feedback_dir,
     store_drawings,
 )
-from digitops.serve.inputs import BadInputError, InputLimits, png_bytes
 from tests.fakes import FOUR_STROKES, REPO_ROOT, SEVEN_STROKES, canvas_rgba, draw_strokes
 
 LIMITS = InputLimits(max_images=4, max_bytes=200_000, max_pixels=600 * 600)

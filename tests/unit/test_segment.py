@@ -1,5 +1,5 @@
 """find_digits and read_digits on generated photos: known digits on textured paper, unevenly lit, blurred,
-JPEG-compressed (digitops.serve.photos), so that every box has a true box to compare with."""
+JPEG-compressed (bench.photos), so that every box has a true box to compare with."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from digitops.serve.photos import blank_photo, make_photo
-from digitops.serve.segment import DigitCrop, find_digits, read_digits
+from bench.photos import blank_photo, make_photo
+from digitops.infer.segment import DigitCrop, find_digits, read_digits
 from tests.fakes import FOUR_STROKES, SEVEN_STROKES, draw_strokes
 
 _CIRCLE = [(128 + 70 * math.cos(t), 128 + 95 * math.sin(t)) for t in np.linspace(0, 2 * math.pi, 25)]

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from digitops.infer.inputs import BadInputError, InputLimits, check_count, digit_from_image, open_image
 from digitops.preprocess import normalize_digit
-from digitops.serve.inputs import BadInputError, InputLimits, check_count, digit_from_image, open_image
 from tests.fakes import SEVEN_STROKES, canvas_rgba, draw_strokes
 
 LIMITS = InputLimits(max_images=4, max_bytes=100_000, max_pixels=1_000_000)

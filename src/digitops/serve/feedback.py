@@ -36,8 +36,8 @@ from PIL import Image, ImageOps
 
 from digitops.data.drawings import MANIFEST_NAME, DrawingRecord, read_manifest
 from digitops.digits import NUM_CLASSES
+from digitops.infer.inputs import BadInputError, InputLimits, digit_from_image, open_image
 from digitops.io import atomic_write
-from digitops.serve.inputs import BadInputError, InputLimits, digit_from_image, open_image
 
 FEEDBACK_DIR_ENV = "DIGITOPS_FEEDBACK_DIR"
 DEFAULT_FEEDBACK_DIR = Path("data/feedback")  # params.yaml base.paths.feedback (a test keeps them equal)

@@ -35,11 +35,8 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from digitops.config import load_params
-from digitops.preprocess import MNIST_SIZE
-from digitops.serve.batcher import Batcher, OverloadedError
-from digitops.serve.classifier import load_classifier
-from digitops.serve.feedback import feedback_dir, store_drawings
-from digitops.serve.inputs import (
+from digitops.infer.classifier import load_classifier
+from digitops.infer.inputs import (
     BadInputError,
     InputLimits,
     RequestSizeLimit,
@@ -48,7 +45,10 @@ from digitops.serve.inputs import (
     digit_from_image,
     open_image,
 )
-from digitops.serve.segment import read_digits
+from digitops.infer.segment import read_digits
+from digitops.preprocess import MNIST_SIZE
+from digitops.serve.batcher import Batcher, OverloadedError
+from digitops.serve.feedback import feedback_dir, store_drawings
 from digitops.serve.tracing import tracing_config
 
 PARAMS = load_params(os.environ.get("DIGITOPS_PARAMS", "params.yaml"))

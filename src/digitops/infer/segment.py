@@ -139,7 +139,7 @@ def read_digits(image: Image.Image | np.ndarray, classify: Callable[[np.ndarray]
     Args:
         image: anything `find_digits` accepts.
         classify: (B, 28, 28) uint8 MNIST-style digits -> (B, 10) float32 probabilities, e.g. a
-            `digitops.serve.classifier.Classifier`. Called once with every digit (not at all when none).
+            `digitops.infer.classifier.Classifier`. Called once with every digit (not at all when none).
 
     Returns:
         The digits in reading order with their boxes and confidences, and the text they spell.
