@@ -15,9 +15,8 @@ from digitops.data.ingest import ingest_local_source
 from digitops.data.sources import LocalSource, expected_counts, get_source
 from digitops.errors import DataFileError
 from digitops.fingerprint import image_hashes
-from digitops.serve.feedback import store_drawings
-from digitops.infer.inputs import InputLimits
 from digitops.infer.inputs import InputLimits, digit_from_image, open_image, png_bytes
+from digitops.serve.feedback import store_drawings
 from digitops.split import split_dataset
 from digitops.validate import check_sources
 from tests.fakes import FOUR_STROKES, REPO_ROOT, SEVEN_STROKES, canvas_rgba, draw_strokes, interim_arrays

@@ -39,7 +39,9 @@ def test_unknown_source_lists_the_known_ones():
 def capped(mirror, tmp_path_factory):
     cache = tmp_path_factory.mktemp("cache")
     return {
-        name: ingest_source(get_source(name), fetch_source_files(get_source(name), mirror, cache), 300, seed=1)
+        name: ingest_source(
+            get_source(name), fetch_source_files(get_source(name), mirror, cache), 300, seed=1
+        )
         for name in DEFAULT_MIX
     }
 
@@ -58,7 +60,9 @@ def test_capped_ingest_is_stratified_and_meets_the_contract(capped):
 
 
 def test_capped_ingest_is_reproducible(mirror, capped, tmp_path):
-    again = ingest_source(get_source("usps"), fetch_source_files(get_source("usps"), mirror, tmp_path), 300, seed=1)
+    again = ingest_source(
+        get_source("usps"), fetch_source_files(get_source("usps"), mirror, tmp_path), 300, seed=1
+    )
     for key in ("images", "labels", "index"):
         np.testing.assert_array_equal(again[key], capped["usps"][key])
 
@@ -75,11 +79,17 @@ def test_mnist_is_a_fixed_point_of_the_normaliser(capped):
 @pytest.mark.slow
 def test_full_default_mix_has_the_official_counts_and_meets_the_contract(mirror, tmp_path):
     interim = {
-        name: ingest_source(get_source(name), fetch_source_files(get_source(name), mirror, tmp_path), None, seed=1)
+        name: ingest_source(
+            get_source(name), fetch_source_files(get_source(name), mirror, tmp_path), None, seed=1
+        )
         for name in DEFAULT_MIX
     }
-    counts = {name: {s: int((a["split"] == s).sum()) for s in ("train", "test")} for name, a in interim.items()}
+    counts = {
+        name: {s: int((a["split"] == s).sum()) for s in ("train", "test")} for name, a in interim.items()
+    }
     assert counts == {"mnist": {"train": 60000, "test": 10000}, "usps": {"train": 7291, "test": 2007}}
-    report = check_sources(interim, {name: SOURCES[name].expected_counts for name in interim}, PARAMS.validate_)
+    report = check_sources(
+        interim, {name: SOURCES[name].expected_counts for name in interim}, PARAMS.validate_
+    )
     assert report.passed, report.violations
     assert report.leaks["train_test"] == 0

@@ -101,7 +101,9 @@ def read_drawings(folder: Path) -> tuple[list[Image.Image], np.ndarray]:
         try:
             data = path.read_bytes()
         except FileNotFoundError:
-            raise DataFileError(path, f"missing: {MANIFEST_NAME} records it with label {record.label}") from None
+            raise DataFileError(
+                path, f"missing: {MANIFEST_NAME} records it with label {record.label}"
+            ) from None
         if hashlib.sha256(data).hexdigest() != record.sha256:
             raise DataFileError(path, "its bytes do not match the sha256 it is named by: altered or damaged")
         try:

@@ -128,7 +128,9 @@ def _verify_cached(path: Path, remote: RemoteFile) -> None:
         raise DataFileError(path, f"{error.problem}; delete it to download it again") from error
 
 
-def _extract_verified(archive_path: Path, members: Iterable[RemoteFile], folder: Path, delete_archive: bool) -> None:
+def _extract_verified(
+    archive_path: Path, members: Iterable[RemoteFile], folder: Path, delete_archive: bool
+) -> None:
     """Extract `members` of a zip archive into `folder`, verifying each; then delete a downloaded archive.
 
     A corrupt downloaded archive is deleted too, so that the next run downloads it again.
@@ -143,7 +145,15 @@ def _extract_verified(archive_path: Path, members: Iterable[RemoteFile], folder:
                 with member:
                     _copy_verified(member, folder / remote.name, remote.size, remote.sha256, None)
     # A damaged zip can fail in many ways inside zipfile and zlib; each becomes one clear error.
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError, ValueError, DataFileError) as error:
+    except (
+        zipfile.BadZipFile,
+        zlib.error,
+        EOFError,
+        OSError,
+        NotImplementedError,
+        ValueError,
+        DataFileError,
+    ) as error:
         if delete_archive:
             archive_path.unlink(missing_ok=True)
         if isinstance(error, DataFileError):

@@ -74,7 +74,9 @@ def read_idx_digits(
     images = read_idx(images_path)
     labels = read_idx(labels_path)
     if images.ndim != 3 or images.shape[1:] != (28, 28) or images.dtype != np.uint8:
-        raise DataFileError(images_path, f"expected uint8 images (N, 28, 28), got {images.dtype} {images.shape}")
+        raise DataFileError(
+            images_path, f"expected uint8 images (N, 28, 28), got {images.dtype} {images.shape}"
+        )
     if labels.ndim != 1 or labels.dtype != np.uint8:
         raise DataFileError(labels_path, f"expected uint8 labels (N,), got {labels.dtype} {labels.shape}")
     if len(labels) != len(images):

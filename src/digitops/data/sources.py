@@ -144,7 +144,9 @@ _EMNIST_ARCHIVE = Archive(
 
 EMNIST_DIGITS = Source(
     name="emnist-digits",
-    description="EMNIST 'digits': 280,000 digits from NIST SD-19, stored transposed; re-normalised to MNIST style",
+    description=(
+        "EMNIST 'digits': 280,000 digits from NIST SD-19, stored transposed; re-normalised to MNIST style"
+    ),
     files=tuple(
         RemoteFile(name, size, sha256, archive=_EMNIST_ARCHIVE, member=f"gzip/{name}")
         for name, size, sha256 in (
