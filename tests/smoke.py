@@ -18,7 +18,7 @@ import yaml
 from tests.fakes import REPO_ROOT
 
 CAP = 500
-SMOKE = [  # the smoke profile, as README's `dvc exp run -S` overrides set it
+SMOKE = [  # the smoke profile, as docs/pipeline.md's `dvc exp run -S` overrides set it
     ("ingest", "max_per_split", CAP),
     ("train", "model", "seed004"),
     ("train", "epochs", 3),
