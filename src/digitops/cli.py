@@ -14,7 +14,9 @@ import argparse
 import os
 import sys
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 
+from digitops.config import load_params
 from digitops.errors import DigitopsError
 from digitops.infer.inputs import InputLimits
 from digitops.predict import (
@@ -32,13 +34,12 @@ from digitops.predict import (
 EXIT_OK = 0  # every input predicted, or the bad ones reported and skipped
 EXIT_ERROR = 1  # a bad input with --strict, a malformed CSV, no model, the service unreachable or failing
 EXIT_USAGE = 2  # wrong arguments, or no inputs found
-# The service's own limits (params.yaml: serve), so a file that the service would refuse is refused here too.
-LIMITS = InputLimits(max_images=64, max_bytes=10_000_000, max_pixels=25_000_000)
+PARAMS_FILE = "params.yaml"  # in the working directory, as the service looks for it
 
 EXIT_CODES_HELP = f"""exit codes:
   {EXIT_OK}  done (inputs that could not be read, or blank images, are reported on stderr and skipped)
-  {EXIT_ERROR}  a bad input with --strict; a malformed Kaggle CSV; the model cannot be loaded; the service
-     is unreachable or answers an error
+  {EXIT_ERROR}  a bad input with --strict; a malformed Kaggle CSV; an invalid params file; the model cannot
+     be loaded; the service is unreachable or answers an error
   {EXIT_USAGE}  wrong arguments, or no inputs found"""
 
 PREDICT_HELP = f"""Predict the digit in every image of PATH... and write one CSV.
@@ -55,10 +56,15 @@ Output (--format auto):
 
 {EXIT_CODES_HELP}"""
 
+PARAMS_HELP = f"""the params file whose serve section gives the service's limits (files over its byte or pixel
+limit are skipped, as the service refuses them; --url sends at most max_images_per_request images per
+request) (default: $DIGITOPS_PARAMS, else ./{PARAMS_FILE} if there is one, else the defaults that
+digitops.config.ServeParams declares)"""
+
 
 def run_predict(args: argparse.Namespace) -> int:
     """`digitops predict`: see PREDICT_HELP."""
-    limits = LIMITS
+    limits = _limits(args.params)
     inputs = find_inputs(args.paths)
     if not inputs.sources:
         missing = "; ".join(f"{problem.name}: {problem.reason}" for problem in inputs.missing)
@@ -90,6 +96,18 @@ def run_predict(args: argparse.Namespace) -> int:
         written = "" if args.out in (None, "-") else f"; written to {args.out}"
         print(summary.line(model.description) + written, file=sys.stderr)
     return EXIT_OK
+
+
+def _limits(params: str | None) -> InputLimits:
+    """The service's limits: see PARAMS_HELP."""
+    path = params or os.environ.get("DIGITOPS_PARAMS")
+    if path is None:
+        if not Path(PARAMS_FILE).exists():
+            return InputLimits.from_serve(None)  # outside the repository
+        path = PARAMS_FILE
+    elif not Path(path).exists():
+        raise UsageError(f"the params file {path} does not exist (--params, or $DIGITOPS_PARAMS)")
+    return InputLimits.from_serve(load_params(path).serve)
 
 
 def _with_progress(items: Iterable, total: int, enabled: bool) -> Iterator:
@@ -141,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="auto (default): kaggle for one Kaggle CSV alone, else table (path,digit,confidence,label)",
     )
+    predict_parser.add_argument("--params", metavar="FILE", help=PARAMS_HELP)
     predict_parser.add_argument(
         "--strict", action="store_true", help="stop with exit code 1 at the first unreadable or blank image"
     )

@@ -11,12 +11,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from PIL import Image
 
-from digitops.cli import EXIT_ERROR, EXIT_USAGE, LIMITS, main
+from digitops.cli import EXIT_ERROR, EXIT_USAGE, main
+from digitops.config import load_params
 from digitops.data.kaggle import PIXEL_COLUMNS, KaggleCsv
 from digitops.errors import DataFileError
-from digitops.infer.inputs import png_bytes
+from digitops.infer.inputs import InputLimits, png_bytes
 from digitops.predict import (
     Digit,
     ImageFile,
@@ -28,12 +30,23 @@ from digitops.predict import (
     iter_digits,
 )
 from digitops.preprocess import normalize_digit
-from tests.fakes import free_port, random_digits, write_kaggle_csv
+from tests.fakes import REPO_ROOT, free_port, random_digits, write_kaggle_csv
+
+LIMITS = InputLimits.from_serve(load_params(REPO_ROOT / "params.yaml").serve)  # the service's
 
 
 @pytest.fixture
 def digits() -> np.ndarray:
     return random_digits(7, seed=3)  # (7, 28, 28) uint8, never blank
+
+
+def _params_file(tmp_path: Path, **serve) -> Path:
+    """A copy of the repository's params.yaml with some of its `serve` values changed."""
+    params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+    params["serve"].update(serve)
+    path = tmp_path / "params-copy.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return path
 
 
 # ------------------------------------------------------------------------------------------ finding inputs
@@ -126,6 +139,29 @@ def test_image_files_become_digits_and_bad_files_problems_that_say_why(tmp_path,
     assert "empty" in reasons["empty.jpg"]
 
 
+def test_files_over_the_params_files_limits_are_problems_that_say_the_limit(tmp_path, digits):
+    path = _params_file(tmp_path, max_images_per_request=3, max_image_bytes=10_000, max_image_pixels=2_500)
+    limits = InputLimits.from_serve(load_params(path).serve)
+    assert limits == InputLimits(max_images=3, max_bytes=10_000, max_pixels=2_500)
+    good = tmp_path / "good.png"
+    good.write_bytes(png_bytes(digits[0]))
+    heavy = tmp_path / "heavy.png"
+    heavy.write_bytes(png_bytes(digits[1]) + bytes(10_000))
+    wide = tmp_path / "wide.png"
+    Image.fromarray(digits[2]).resize((60, 60)).save(wide)
+    items = list(iter_digits([ImageFile(good), ImageFile(heavy), ImageFile(wide)], limits))
+    assert isinstance(items[0], Digit)
+    assert items[1] == Problem(
+        str(heavy), f"the file has {heavy.stat().st_size:,} bytes; the limit is 10,000"
+    )
+    assert items[2] == Problem(str(wide), "the image is 60x60 = 3,600 pixels; the limit is 2,500")
+
+
+def test_without_a_params_file_the_limits_are_the_ones_the_repository_configures():
+    """`digitops predict` outside the repository takes ServeParams' defaults: the service's, as deployed."""
+    assert InputLimits.from_serve(None) == LIMITS
+
+
 # ------------------------------------------------------------------------------------------ output format
 
 
@@ -165,6 +201,21 @@ def test_wrong_arguments_exit_2(tmp_path, digits, capsys):
     assert "none.keras: no such file" in capsys.readouterr().err
     assert main(["predict", str(image), "--url", "localhost:3000"]) == EXIT_USAGE
     assert "expected http://host:port" in capsys.readouterr().err
+
+
+def test_a_missing_params_file_exits_2_and_an_invalid_one_1_naming_the_key(
+    tmp_path, digits, capsys, monkeypatch
+):
+    image = tmp_path / "a.png"
+    image.write_bytes(png_bytes(digits[0]))
+    assert main(["predict", str(image), "--params", str(tmp_path / "none.yaml")]) == EXIT_USAGE
+    assert "none.yaml does not exist" in capsys.readouterr().err
+    monkeypatch.setenv("DIGITOPS_PARAMS", str(tmp_path / "gone.yaml"))
+    assert main(["predict", str(image)]) == EXIT_USAGE
+    assert "gone.yaml does not exist" in capsys.readouterr().err
+    invalid = _params_file(tmp_path, max_images_per_request=0)
+    assert main(["predict", str(image), "--params", str(invalid)]) == EXIT_ERROR
+    assert "serve.max_images_per_request: Input should be greater than 0" in capsys.readouterr().err
 
 
 def test_a_csv_with_a_wrong_header_exits_1_before_any_model_is_loaded(tmp_path, capsys):
