@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from digitops.data.sources import SOURCES
+from digitops.digits import NUM_CLASSES
 from digitops.errors import ConfigError
 
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
@@ -52,8 +53,8 @@ class BaseParams(_Section):
 
 class IngestParams(_Section):
     sources: tuple[str, ...] = Field(min_length=1)
-    # Cap per source and official split, stratified by label; under 10 a digit would go missing.
-    max_per_split: Annotated[int, Field(ge=10)] | None
+    # Cap per source and official split, stratified by label; under one per class a digit would go missing.
+    max_per_split: Annotated[int, Field(ge=NUM_CLASSES)] | None
     drawings_test_fraction: Fraction  # share of contributed drawings held out as test, chosen by content hash
 
     @field_validator("sources")
