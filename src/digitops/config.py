@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from digitops.data.sources import SOURCES
+from digitops.digits import NUM_CLASSES
 from digitops.errors import ConfigError
 
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
@@ -52,8 +53,8 @@ class BaseParams(_Section):
 
 class IngestParams(_Section):
     sources: tuple[str, ...] = Field(min_length=1)
-    # Cap per source and official split, stratified by label; under 10 a digit would go missing.
-    max_per_split: Annotated[int, Field(ge=10)] | None
+    # Cap per source and official split, stratified by label; under one per class a digit would go missing.
+    max_per_split: Annotated[int, Field(ge=NUM_CLASSES)] | None
     drawings_test_fraction: Fraction  # share of contributed drawings held out as test, chosen by content hash
 
     @field_validator("sources")
@@ -170,9 +171,12 @@ class ServeParams(_Section):
 
     max_batch_size: PositiveInt  # images per model call when requests are coalesced
     max_latency_ms: PositiveInt  # a request waiting longer than this for the model is refused (503)
-    max_images_per_request: PositiveInt
-    max_image_bytes: PositiveInt  # per uploaded file
-    max_image_pixels: PositiveInt  # width x height, checked before decoding (decompression bombs)
+    # The limits a client must keep to as well (InputLimits.from_serve). Their defaults are declared here
+    # once, for a client run where there is no params.yaml (`digitops predict` outside the repository).
+    max_images_per_request: PositiveInt = 256
+    max_image_bytes: PositiveInt = 10_000_000  # per uploaded file
+    # width x height, checked before decoding (decompression bombs)
+    max_image_pixels: PositiveInt = 25_000_000
     max_request_bytes: PositiveInt  # a whole request body; larger ones get 413 before they are read
     workers: PositiveInt  # worker processes, each with its own model, event loop and batcher
     threads_per_worker: PositiveInt  # TensorFlow's intra-op threads in each worker

@@ -13,6 +13,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+import yaml
 from PIL import Image
 
 from digitops.cli import EXIT_ERROR, EXIT_OK, main
@@ -154,6 +155,31 @@ def test_a_malformed_row_stops_the_run_naming_file_and_row_and_leaves_the_output
     assert f"error: {table}: row 1050: column pixel300 is 256, outside 0-255" in capsys.readouterr().err
     assert out.read_text() == "ImageId,Label\n1,7\n"
     assert sorted(path.name for path in tmp_path.iterdir()) == ["submission.csv", "test.csv"]
+
+
+def test_outside_the_repository_the_limits_are_the_defaults_and_params_gives_others(
+    mnist_test, classifier, model_file, tmp_path, capsys, monkeypatch
+):
+    images, _ = mnist_test
+    monkeypatch.chdir(tmp_path)  # no params.yaml here
+    monkeypatch.delenv("DIGITOPS_PARAMS", raising=False)
+    Image.fromarray(images[0]).save("a.png")
+    Image.fromarray(images[1]).resize((112, 112)).save("b.png")  # 12,544 pixels
+    expected = classifier(np.stack([digit_from_image(Image.open(name)) for name in ["a.png", "b.png"]]))
+    command = ["predict", "a.png", "b.png", "--model-file", str(model_file), "--out", "out.csv"]
+    assert main(command) == EXIT_OK
+    assert [row[:2] for row in _read_rows(tmp_path / "out.csv")[1:]] == [
+        ["a.png", str(expected[0].argmax())],
+        ["b.png", str(expected[1].argmax())],
+    ]
+    params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+    params["serve"]["max_image_pixels"] = 100 * 100
+    (tmp_path / "small.yaml").write_text(yaml.safe_dump(params))
+    assert main([*command, "--params", "small.yaml"]) == EXIT_OK
+    assert [row[:2] for row in _read_rows(tmp_path / "out.csv")[1:]] == [["a.png", str(expected[0].argmax())]]
+    assert (
+        "skipped b.png: the image is 112x112 = 12,544 pixels; the limit is 10,000" in capsys.readouterr().err
+    )
 
 
 @pytest.mark.slow  # two fresh Python processes that import BentoML (and TensorFlow)

@@ -1,7 +1,8 @@
-"""`digitops predict` without a model: finding inputs, reading Kaggle CSVs, the output format, exit codes.
+"""`digitops predict` without a model: finding inputs (digitops.predict), the output format, exit codes.
 
-The runs through a real Keras model are in tests/model/test_cli_predict.py; `--url` against a real
-`bentoml serve` is in tests/service/test_service.py."""
+Reading Kaggle CSVs is in tests/data/test_kaggle.py; the runs through a real Keras model are in
+tests/model/test_cli_predict.py; `--url` against a real `bentoml serve` is in
+tests/service/test_service.py."""
 
 from __future__ import annotations
 
@@ -10,39 +11,42 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from PIL import Image
 
-from digitops.cli import (
-    EXIT_ERROR,
-    EXIT_USAGE,
-    PIXEL_COLUMNS,
+from digitops.cli import EXIT_ERROR, EXIT_USAGE, main
+from digitops.config import load_params
+from digitops.data.kaggle import PIXEL_COLUMNS, KaggleCsv
+from digitops.errors import DataFileError
+from digitops.infer.inputs import InputLimits, png_bytes
+from digitops.predict import (
     Digit,
     ImageFile,
-    KaggleCsv,
     Problem,
     Submission,
     Table,
     choose_format,
     find_inputs,
     iter_digits,
-    main,
-    read_kaggle_csv,
 )
-from digitops.errors import DataFileError
-from digitops.infer.inputs import png_bytes
 from digitops.preprocess import normalize_digit
-from tests.fakes import free_port, random_digits, write_kaggle_csv
+from tests.fakes import REPO_ROOT, free_port, random_digits, write_kaggle_csv
 
-
-def _replace_line(path: Path, line_number: int, new_line: str) -> None:
-    lines = path.read_text().splitlines()
-    lines[line_number - 1] = new_line
-    path.write_text("\n".join(lines) + "\n")
+LIMITS = InputLimits.from_serve(load_params(REPO_ROOT / "params.yaml").serve)  # the service's
 
 
 @pytest.fixture
 def digits() -> np.ndarray:
     return random_digits(7, seed=3)  # (7, 28, 28) uint8, never blank
+
+
+def _params_file(tmp_path: Path, **serve) -> Path:
+    """A copy of the repository's params.yaml with some of its `serve` values changed."""
+    params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+    params["serve"].update(serve)
+    path = tmp_path / "params-copy.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return path
 
 
 # ------------------------------------------------------------------------------------------ finding inputs
@@ -94,64 +98,6 @@ def test_a_csv_without_kaggles_header_is_an_error_naming_the_file(tmp_path, head
         find_inputs([path])
 
 
-# ------------------------------------------------------------------------------------------ Kaggle CSVs
-
-
-def test_a_kaggle_csv_is_read_in_chunks_with_its_row_numbers_labels_and_pixels(tmp_path, digits):
-    labels = np.array([3, 1, 4, 1, 5, 9, 2])
-    path = write_kaggle_csv(tmp_path / "train.csv", digits, labels)
-    chunks = list(read_kaggle_csv(path, has_labels=True, chunk_rows=3))
-    assert [first_row for first_row, _, _ in chunks] == [1, 4, 7]
-    np.testing.assert_array_equal(np.concatenate([chunk[1] for chunk in chunks]), labels)
-    images = np.concatenate([chunk[2] for chunk in chunks])
-    assert images.dtype == np.uint8
-    np.testing.assert_array_equal(images, digits)
-
-
-def _last_pixel(value: str):
-    return lambda line: line.rsplit(",", 1)[0] + "," + value
-
-
-def _first_pixel(value: str):
-    return lambda line: ",".join([line.split(",", 1)[0], value, line.split(",", 2)[2]])
-
-
-# case: (line number to replace (2 = the first data row), how to make it from the good line, the message)
-MALFORMED_ROWS = {
-    "one value too many": (4, lambda line: line + ",0", r"line 4 has 786 values; the header has 785 columns"),
-    "one value too few": (3, lambda line: line.rsplit(",", 1)[0], r"row 2: 1 of its 785 values are missing"),
-    "a pixel over 255": (5, _last_pixel("256"), r"row 4: column pixel783 is 256, outside 0-255"),
-    "a negative pixel": (2, _first_pixel("-1"), r"row 1: column pixel0 is -1, outside 0-255"),
-    "not a number": (6, _last_pixel("x"), r"row 5: column pixel783 is 'x', not an integer"),
-    "a fraction": (3, _last_pixel("1.5"), r"row 2: column pixel783 is 1\.5, not an integer"),
-    "a label over 9": (7, lambda line: "10," + line.split(",", 1)[1], r"row 6: column label is 10, .*0-9"),
-}
-
-
-@pytest.mark.parametrize("case", list(MALFORMED_ROWS))
-def test_a_malformed_row_is_an_error_naming_the_file_and_the_row(tmp_path, digits, case):
-    line_number, corrupt, message = MALFORMED_ROWS[case]
-    path = write_kaggle_csv(tmp_path / "train.csv", digits, np.arange(7))
-    _replace_line(path, line_number, corrupt(path.read_text().splitlines()[line_number - 1]))
-    with pytest.raises(DataFileError, match=r"train\.csv: " + message):
-        list(read_kaggle_csv(path, has_labels=True, chunk_rows=2))
-
-
-def test_a_kaggle_csv_with_only_its_header_has_no_digits(tmp_path, digits):
-    path = write_kaggle_csv(tmp_path / "test.csv", digits[:0])
-    assert find_inputs([path]).sources == [KaggleCsv(path, has_labels=False, rows=0)]
-    assert list(read_kaggle_csv(path, has_labels=False)) == []
-
-
-def test_a_malformed_row_in_a_later_chunk_is_named_by_its_row_in_the_file(tmp_path):
-    images = random_digits(30, seed=1)
-    path = write_kaggle_csv(tmp_path / "test.csv", images)
-    line = path.read_text().splitlines()[25]  # row 25
-    _replace_line(path, 26, line.replace(",", ",300,", 1).rsplit(",", 1)[0])
-    with pytest.raises(DataFileError, match=r"row 25: column pixel1 is 300, outside 0-255"):
-        list(read_kaggle_csv(path, has_labels=False, chunk_rows=8))
-
-
 # ------------------------------------------------------------------------------------------ digits
 
 
@@ -159,7 +105,7 @@ def test_csv_rows_become_normalised_digits_and_a_blank_row_a_problem(tmp_path, d
     images = digits[:3].copy()
     images[1] = 0  # blank
     path = write_kaggle_csv(tmp_path / "test.csv", images)
-    items = list(iter_digits(find_inputs([path]).sources, uploads=True))
+    items = list(iter_digits(find_inputs([path]).sources, LIMITS, uploads=True))
     assert isinstance(items[1], Problem)
     assert items[1].name == f"{path}#2"
     assert "blank" in items[1].reason
@@ -182,7 +128,7 @@ def test_image_files_become_digits_and_bad_files_problems_that_say_why(tmp_path,
     empty = tmp_path / "empty.jpg"
     empty.write_bytes(b"")
     files = [ImageFile(path) for path in [good, blank, text, truncated, empty]]
-    items = list(iter_digits(files, uploads=True))
+    items = list(iter_digits(files, LIMITS, uploads=True))
     assert isinstance(items[0], Digit)
     assert items[0].upload == good.read_bytes()  # --url sends the file as it is, like curl -F images=@file
     np.testing.assert_array_equal(items[0].pixels, normalize_digit(digits[0]))
@@ -191,6 +137,29 @@ def test_image_files_become_digits_and_bad_files_problems_that_say_why(tmp_path,
     assert "not an image" in reasons["fake.png"]
     assert "truncated or corrupt" in reasons["cut.png"]
     assert "empty" in reasons["empty.jpg"]
+
+
+def test_files_over_the_params_files_limits_are_problems_that_say_the_limit(tmp_path, digits):
+    path = _params_file(tmp_path, max_images_per_request=3, max_image_bytes=10_000, max_image_pixels=2_500)
+    limits = InputLimits.from_serve(load_params(path).serve)
+    assert limits == InputLimits(max_images=3, max_bytes=10_000, max_pixels=2_500)
+    good = tmp_path / "good.png"
+    good.write_bytes(png_bytes(digits[0]))
+    heavy = tmp_path / "heavy.png"
+    heavy.write_bytes(png_bytes(digits[1]) + bytes(10_000))
+    wide = tmp_path / "wide.png"
+    Image.fromarray(digits[2]).resize((60, 60)).save(wide)
+    items = list(iter_digits([ImageFile(good), ImageFile(heavy), ImageFile(wide)], limits))
+    assert isinstance(items[0], Digit)
+    assert items[1] == Problem(
+        str(heavy), f"the file has {heavy.stat().st_size:,} bytes; the limit is 10,000"
+    )
+    assert items[2] == Problem(str(wide), "the image is 60x60 = 3,600 pixels; the limit is 2,500")
+
+
+def test_without_a_params_file_the_limits_are_the_ones_the_repository_configures():
+    """`digitops predict` outside the repository takes ServeParams' defaults: the service's, as deployed."""
+    assert InputLimits.from_serve(None) == LIMITS
 
 
 # ------------------------------------------------------------------------------------------ output format
@@ -232,6 +201,21 @@ def test_wrong_arguments_exit_2(tmp_path, digits, capsys):
     assert "none.keras: no such file" in capsys.readouterr().err
     assert main(["predict", str(image), "--url", "localhost:3000"]) == EXIT_USAGE
     assert "expected http://host:port" in capsys.readouterr().err
+
+
+def test_a_missing_params_file_exits_2_and_an_invalid_one_1_naming_the_key(
+    tmp_path, digits, capsys, monkeypatch
+):
+    image = tmp_path / "a.png"
+    image.write_bytes(png_bytes(digits[0]))
+    assert main(["predict", str(image), "--params", str(tmp_path / "none.yaml")]) == EXIT_USAGE
+    assert "none.yaml does not exist" in capsys.readouterr().err
+    monkeypatch.setenv("DIGITOPS_PARAMS", str(tmp_path / "gone.yaml"))
+    assert main(["predict", str(image)]) == EXIT_USAGE
+    assert "gone.yaml does not exist" in capsys.readouterr().err
+    invalid = _params_file(tmp_path, max_images_per_request=0)
+    assert main(["predict", str(image), "--params", str(invalid)]) == EXIT_ERROR
+    assert "serve.max_images_per_request: Input should be greater than 0" in capsys.readouterr().err
 
 
 def test_a_csv_with_a_wrong_header_exits_1_before_any_model_is_loaded(tmp_path, capsys):

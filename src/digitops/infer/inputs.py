@@ -10,11 +10,15 @@ import io
 import json
 import warnings
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from digitops.preprocess import EmptyImageError, normalize_digit
+
+if TYPE_CHECKING:
+    from digitops.config import ServeParams
 
 
 class BadInputError(ValueError):
@@ -26,6 +30,24 @@ class InputLimits:
     max_images: int  # per request
     max_bytes: int  # per file
     max_pixels: int  # width x height per image, checked before the pixels are decoded
+
+    @classmethod
+    def from_serve(cls, serve: ServeParams | None) -> InputLimits:
+        """The service's limits, from params.yaml's `serve` section.
+
+        Args:
+            serve: `load_params(...).serve`; None for the defaults that `ServeParams` declares (a client,
+                such as `digitops predict`, run where there is no params.yaml).
+        """
+        if serve is None:
+            from digitops.config import ServeParams
+
+            serve = ServeParams.model_construct()  # no validation: only the fields with defaults are set
+        return cls(
+            max_images=serve.max_images_per_request,
+            max_bytes=serve.max_image_bytes,
+            max_pixels=serve.max_image_pixels,
+        )
 
 
 def open_image(data: bytes, limits: InputLimits) -> Image.Image:
