@@ -30,7 +30,13 @@ def main() -> None:
                 )
             else:
                 files = fetch_source_files(source, mirror, paths.raw)
-                arrays = ingest_source(source, files, params.ingest.max_per_split, params.base.seed)
+                arrays = ingest_source(
+                    source,
+                    files,
+                    params.ingest.max_per_split,
+                    params.base.seed,
+                    hash_test_fraction=params.ingest.hash_test_fraction,
+                )
             save_npz(out_dir / f"{name}.npz", **arrays)
             counts = {split: int((arrays["split"] == split).sum()) for split in OFFICIAL_SPLITS}
             print(f"{name}: {counts['train']} train, {counts['test']} test")

@@ -1,12 +1,14 @@
-"""Tiny data the tests make themselves: IDX, USPS and Kaggle CSV files, canvas drawings, digits."""
+"""Tiny data the tests make themselves: IDX, USPS, bhmsds and Kaggle CSV files, canvas drawings, digits."""
 
 from __future__ import annotations
 
 import csv
 import gzip
+import io
 import os
 import socket
 import struct
+import tarfile
 import zlib
 from pathlib import Path
 
@@ -57,6 +59,29 @@ def write_usps(path: Path, images: np.ndarray, labels: np.ndarray) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with gzip.open(path, "wt") as handle:
         handle.write("\n".join(lines) + "\n")
+    return path
+
+
+def bhmsds_photo(strokes: list[list[tuple[int, int]]]) -> bytes:
+    """A digit as bhmsds stores it: `strokes` (256x256 canvas coordinates) in dark ink on light grey paper,
+    cropped to fill the frame, as a 28x28 grayscale PNG."""
+    ink = draw_strokes(strokes, width=22)  # (256, 256), 255 = ink
+    rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
+    crop = Image.fromarray(ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]).resize((28, 28))
+    paper = 235 - np.asarray(crop, dtype=np.float64) * (195 / 255)  # ink 40, paper 235
+    buffer = io.BytesIO()
+    Image.fromarray(np.round(paper).astype(np.uint8)).save(buffer, format="PNG")  # uint8 (H, W): mode L
+    return buffer.getvalue()
+
+
+def write_tar(path: Path, members: dict[str, bytes]) -> Path:
+    """A tar holding `members` (path inside -> bytes) in this order, as `git archive` writes one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as bundle:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            bundle.addfile(info, io.BytesIO(data))
     return path
 
 

@@ -56,6 +56,7 @@ class IngestParams(_Section):
     # Cap per source and official split, stratified by label; under one per class a digit would go missing.
     max_per_split: Annotated[int, Field(ge=NUM_CLASSES)] | None
     drawings_test_fraction: Fraction  # share of contributed drawings held out as test, chosen by content hash
+    hash_test_fraction: Fraction  # the same for published sources without an official test split (bhmsds)
 
     @field_validator("sources")
     @classmethod

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from digitops.config import ValidateParams
+from digitops.data.sources import WHOLE
 from digitops.digits import NUM_CLASSES, OFFICIAL_SPLITS
 from digitops.fingerprint import image_hashes
 from digitops.preprocess import BOX_SIZE, MNIST_CENTRE, MNIST_SIZE, centre_of_mass
@@ -51,9 +52,11 @@ def check_sources(
         interim: source name -> arrays as ingest wrote them: images (N, 28, 28) uint8, labels (N,) int64,
             split (N,) 'train'/'test', index (N,) int64.
         expected_counts: source name -> official split -> how many digits it must hold (already capped
-            by the caller), or None for a source of open size (contributed drawings: a small folder that
-            grows), for which neither the counts nor the class shares are checked; every other check
-            (structure, blank images, framing, duplicates, leaks across sources) applies to it alike.
+            by the caller; WHOLE counts all splits together, for a source split by content hash, whose
+            train and test sizes follow from the hashes), or None for a source of open size (contributed
+            drawings: a small folder that grows), for which neither the counts nor the class shares are
+            checked; every other check (structure, blank images, framing, duplicates, leaks across
+            sources) applies to it alike.
         policy: the thresholds from params.yaml.
     """
     report = ValidationReport()
@@ -80,6 +83,9 @@ def check_sources(
             )
             report.sources[name][split] = summary
             report.violations += [f"{name} {split}: {problem}" for problem in problems]
+        total = (expected_counts.get(name) or {}).get(WHOLE)
+        if total is not None and len(arrays["labels"]) != total:
+            report.violations.append(f"{name}: {len(arrays['labels'])} digits in all, expected {total}")
     report.leaks, problems = _check_leaks(usable)
     report.violations += problems
     return report

@@ -24,13 +24,15 @@ def test_registry_checksums_match_the_published_list(mirror):
     for line in (mirror / "SHA256SUMS").read_text().splitlines():
         digest, name = line.split(maxsplit=1)
         published[name.removeprefix("./")] = digest
-    for name in DEFAULT_MIX:
+    for name in (*DEFAULT_MIX, "optdigits-orig"):  # bhmsds: its members, inside the tar (test_bhmsds.py)
         for remote in get_source(name).files:
             assert published[f"{name}/{remote.name}"] == remote.sha256
 
 
 def test_unknown_source_lists_the_known_ones():
-    with pytest.raises(KeyError, match="known sources: drawings, emnist-digits, mnist, usps"):
+    with pytest.raises(
+        KeyError, match="known sources: bhmsds, drawings, emnist-digits, mnist, optdigits-orig, usps"
+    ):
         get_source("kmnist")
     assert [name for name, source in SOURCES.items() if source.opt_in] == ["emnist-digits"]
 

@@ -44,7 +44,7 @@ def test_unknown_source_lists_the_known_ones(tmp_path, params_dict):
     with pytest.raises(
         ConfigError,
         match=r"unknown source\(s\) \['kmnist'\]; "
-        r"known sources: \['drawings', 'emnist-digits', 'mnist', 'usps'\]",
+        r"known sources: \['bhmsds', 'drawings', 'emnist-digits', 'mnist', 'optdigits-orig', 'usps'\]",
     ):
         _load(tmp_path, params_dict)
 
@@ -55,6 +55,7 @@ def test_unknown_source_lists_the_known_ones(tmp_path, params_dict):
         ("split", "val_fraction", 1.5, r"split\.val_fraction"),
         ("ingest", "max_per_split", 9, r"ingest\.max_per_split"),
         ("ingest", "drawings_test_fraction", 1.5, r"ingest\.drawings_test_fraction"),
+        ("ingest", "hash_test_fraction", -0.1, r"ingest\.hash_test_fraction"),
         ("base", "seed", -1, r"base\.seed"),
         ("ingest", "sources", [], r"ingest\.sources"),
         ("ingest", "sources", ["usps", "usps"], "listed twice"),

@@ -10,10 +10,18 @@ import numpy as np
 import pytest
 
 from digitops.data.fetch import fetch_source_files, mirror_from_env
-from digitops.data.sources import EMNIST_DIGITS, Archive, RemoteFile, Source
+from digitops.data.sources import BHMSDS, EMNIST_DIGITS, WHOLE, Archive, RemoteFile, Source
 from digitops.errors import DataFileError
 from digitops.preprocess import normalize_digit
-from tests.fakes import SEVEN_STROKES, draw_strokes, free_port, write_idx
+from tests.fakes import (
+    FOUR_STROKES,
+    SEVEN_STROKES,
+    bhmsds_photo,
+    draw_strokes,
+    free_port,
+    write_idx,
+    write_tar,
+)
 
 
 def _remote(path: Path, **kwargs) -> RemoteFile:
@@ -207,3 +215,70 @@ def test_every_damaged_archive_byte_gives_a_clear_error_or_verified_files(tmp_pa
         else:
             assert {p.name for p in paths.values()} == {r.name for r in source.files}
     assert failures > len(original) // 8
+
+
+def _bhmsds_like() -> tuple[Source, dict[str, bytes]]:
+    """BHMSDS with three digit images in its registry, and their bytes."""
+    members = {
+        "symbols/1-0000.png": bhmsds_photo([[(90, 90), (150, 30), (150, 230)]]),
+        "symbols/4-0000.png": bhmsds_photo(FOUR_STROKES),
+        "symbols/7-0000.png": bhmsds_photo(SEVEN_STROKES),
+    }
+    archive = BHMSDS.files[0].archive
+    dead_url = f"http://127.0.0.1:{free_port()}"  # replaced where a test serves the files
+    remotes = tuple(
+        RemoteFile(path, len(data), hashlib.sha256(data).hexdigest(), (f"{dead_url}/{path}",), archive, path)
+        for path, data in members.items()
+    )
+    return replace(BHMSDS, files=remotes), members
+
+
+def test_tar_members_in_a_mirror_are_verified_and_read_in_place(tmp_path):
+    source, members = _bhmsds_like()
+    tar = write_tar(tmp_path / "mirror" / "bhmsds" / "bhmsds.tar", {"LICENSE": b"MIT\n", **members})
+    paths = fetch_source_files(source, tmp_path / "mirror", tmp_path / "cache", progress=False)
+    assert paths == dict.fromkeys(members, tar)  # every member's path is the archive's
+    assert not (tmp_path / "cache").exists()  # nothing extracted
+    assert source.parse(paths)[WHOLE][1].tolist() == [1, 4, 7]
+
+
+def test_a_tampered_tar_member_is_refused_naming_it_and_the_archive(tmp_path):
+    source, members = _bhmsds_like()
+    mirror_tar = tmp_path / "mirror" / "bhmsds" / "bhmsds.tar"
+    tampered = bytearray(members["symbols/4-0000.png"])
+    tampered[-20] ^= 0x01  # one flipped bit, same size
+    write_tar(mirror_tar, {**members, "symbols/4-0000.png": bytes(tampered)})
+    with pytest.raises(DataFileError, match=r"member symbols/4-0000\.png has \d+ bytes and sha256") as error:
+        fetch_source_files(source, tmp_path / "mirror", tmp_path / "cache", progress=False)
+    assert error.value.path == str(mirror_tar) and "altered or not the original" in str(error.value)
+
+    write_tar(mirror_tar, {path: data for path, data in members.items() if "7-" not in path})
+    with pytest.raises(DataFileError, match=r"bhmsds\.tar: has no member symbols/7-0000\.png \(1 of the 3"):
+        fetch_source_files(source, tmp_path / "mirror", tmp_path / "cache", progress=False)
+    mirror_tar.write_bytes(b"not a tar" * 200)
+    with pytest.raises(DataFileError, match=r"bhmsds\.tar: not a valid tar archive"):
+        fetch_source_files(source, tmp_path / "mirror", tmp_path / "cache", progress=False)
+    mirror_tar.unlink()
+    with pytest.raises(DataFileError, match=r"missing from the mirror .* \(or the archive bhmsds\.tar"):
+        fetch_source_files(source, tmp_path / "mirror", tmp_path / "cache", progress=False)
+
+
+def test_members_of_an_unpublished_archive_are_downloaded_one_by_one(tmp_path, http_server):
+    source, members = _bhmsds_like()
+    for path, data in members.items():
+        (http_server.root / path).parent.mkdir(parents=True, exist_ok=True)
+        (http_server.root / path).write_bytes(data)
+    source = replace(
+        source, files=tuple(replace(r, urls=(f"{http_server.url}/{r.name}",)) for r in source.files)
+    )
+    cache = tmp_path / "cache"
+    paths = fetch_source_files(source, None, cache, progress=False)
+    assert paths == {path: cache / "bhmsds" / path for path in members}
+    assert sorted(http_server.requests) == sorted(f"/{path}" for path in members)
+    assert source.parse(paths)[WHOLE][1].tolist() == [1, 4, 7]
+    fetch_source_files(source, None, cache, progress=False)
+    assert len(http_server.requests) == 3  # the second call used the verified cache
+
+    (cache / "bhmsds" / "symbols" / "4-0000.png").write_bytes(b"altered")
+    with pytest.raises(DataFileError, match=r"4-0000\.png: is 7 bytes, .* delete it to download it again"):
+        fetch_source_files(source, None, cache, progress=False)

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from digitops.config import load_params
+from digitops.data.sources import WHOLE
 from digitops.validate import check_sources
 from tests.fakes import REPO_ROOT, interim_arrays
 
@@ -41,6 +42,14 @@ def test_open_counts_are_not_checked(clean):
 def test_wrong_count(clean):
     report = _check(clean, {"train": 10 * TRAIN + 1, "test": 10 * TEST})
     assert report.violations == [f"src train: {10 * TRAIN} digits, expected {10 * TRAIN + 1}"]
+
+
+def test_a_source_split_by_hash_is_counted_whole(clean):
+    """No official test split (bhmsds): train and test sizes follow from hashes, only the total is known."""
+    total = 10 * (TRAIN + TEST)
+    assert _check(clean, {WHOLE: total}).passed
+    report = _check(clean, {WHOLE: total + 1})
+    assert report.violations == [f"src: {total} digits in all, expected {total + 1}"]
 
 
 def test_labels_outside_0_to_9(clean):

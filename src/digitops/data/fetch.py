@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tarfile
 import urllib.error
 import urllib.request
 import zipfile
@@ -27,6 +28,7 @@ from digitops.io import atomic_write
 MIRROR_ENV = "DIGITOPS_DATA_MIRROR"
 _CHUNK = 1 << 20
 _TIMEOUT_S = 60
+_MANY_FILES = 20  # more downloads than this (bhmsds' loose images) share one progress bar
 
 
 def mirror_from_env(environ: Mapping[str, str] = os.environ) -> Path | None:
@@ -70,23 +72,37 @@ def fetch_source_files(
         progress: show a progress bar while downloading.
 
     Returns:
-        file name -> path.
+        file name -> path: the file itself or, for a member of an archive read in place
+        (`Archive.read_in_place`, verified inside it), the archive that holds it.
     """
     mirror_folder = mirror / source.name if mirror is not None else None
     folder = cache / source.name
     paths: dict[str, Path] = {}
     to_extract: list[RemoteFile] = []
+    in_place: list[RemoteFile] = []
+    to_download: list[RemoteFile] = []
     for remote in source.files:
         if mirror_folder is not None and not _archive_in_mirror(mirror_folder, remote):
             paths[remote.name] = _from_mirror(mirror_folder, remote)
             continue
+        if mirror_folder is not None and remote.archive is not None and remote.archive.read_in_place:
+            in_place.append(remote)
+            continue
         path = paths[remote.name] = folder / remote.name
         if path.exists():
             _verify_cached(path, remote)
-        elif remote.archive is not None:
+        elif remote.archive is not None and (mirror_folder is not None or remote.archive.urls):
             to_extract.append(remote)
-        else:
-            _download(remote.urls, path, remote.size, remote.sha256, progress)
+        else:  # a file published on its own, or a member of an archive that no one publishes
+            to_download.append(remote)
+    many = len(to_download) > _MANY_FILES  # then one bar counts files, instead of a bar per file
+    for remote in tqdm(to_download, unit="file", desc=source.name, disable=not (progress and many)):
+        _download(remote.urls, paths[remote.name], remote.size, remote.sha256, progress and not many)
+    for archive in {remote.archive for remote in in_place if remote.archive is not None}:
+        assert mirror_folder is not None  # only an archive in the mirror is read in place
+        members = [remote for remote in in_place if remote.archive == archive]
+        _verify_members(mirror_folder / archive.name, members)
+        paths.update({remote.name: mirror_folder / archive.name for remote in members})
     for archive in {remote.archive for remote in to_extract if remote.archive is not None}:
         members = [remote for remote in to_extract if remote.archive == archive]
         if mirror_folder is not None:
@@ -96,7 +112,7 @@ def fetch_source_files(
             if not archive_path.exists():
                 _download(archive.urls, archive_path, archive.approx_bytes, None, progress)
             _extract_verified(archive_path, members, folder, delete_archive=True)
-    return paths
+    return {remote.name: paths[remote.name] for remote in source.files}  # in the registry's order
 
 
 def _archive_in_mirror(mirror_folder: Path, remote: RemoteFile) -> bool:
@@ -161,6 +177,39 @@ def _extract_verified(
         raise DataFileError(archive_path, f"not a valid zip archive ({error})") from error
     if delete_archive:
         archive_path.unlink()
+
+
+def _verify_members(archive_path: Path, members: Iterable[RemoteFile]) -> None:
+    """Check every wanted member of a tar archive against its size and SHA-256, without extracting it.
+
+    Members are matched by path; others are ignored. Raises DataFileError naming the archive and the first
+    member that is missing or differs.
+    """
+    wanted = {remote.member: remote for remote in members}
+    seen = set()
+    try:
+        with tarfile.open(archive_path) as bundle:
+            for info in bundle:  # one pass: tarfile's getmember scans the whole list for every name
+                remote = wanted.get(info.name)
+                if remote is None or not info.isfile():
+                    continue
+                handle = bundle.extractfile(info)
+                data = handle.read() if handle is not None else b""
+                digest = hashlib.sha256(data).hexdigest()
+                if len(data) != remote.size or digest != remote.sha256:
+                    raise DataFileError(
+                        archive_path,
+                        f"member {info.name} has {len(data)} bytes and sha256 {digest}, expected "
+                        f"{remote.size} bytes with sha256 {remote.sha256}: altered or not the original",
+                    )
+                seen.add(info.name)
+    except (tarfile.TarError, OSError, EOFError) as error:
+        raise DataFileError(archive_path, f"not a valid tar archive ({error})") from error
+    missing = [member for member in wanted if member not in seen]
+    if missing:
+        raise DataFileError(
+            archive_path, f"has no member {missing[0]} ({len(missing)} of the {len(wanted)} wanted missing)"
+        )
 
 
 def _download(urls: Iterable[str], dest: Path, size: int, sha256: str | None, progress: bool) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from digitops.data.drawings import split_by_hash
-from digitops.data.sources import LocalSource, Source
+from digitops.data.sources import WHOLE, LocalSource, Source
 from digitops.digits import OFFICIAL_SPLITS
 from digitops.errors import DataFileError
 from digitops.fingerprint import image_hashes
@@ -18,22 +18,40 @@ from digitops.sampling import stratified_sample
 
 
 def ingest_source(
-    source: Source, files: Mapping[str, Path], max_per_split: int | None, seed: int
+    source: Source,
+    files: Mapping[str, Path],
+    max_per_split: int | None,
+    seed: int,
+    hash_test_fraction: float | None = None,
 ) -> dict[str, np.ndarray]:
     """Parse a source's files, cap each official split (stratified by label), normalise to MNIST style.
+
+    A source without an official test split (`Source.hash_split`) is normalised whole, then each digit goes
+    to `test` or `train` by the hash of its normalised pixels (`split_by_hash`), as contributed drawings
+    do, and each split is capped after that.
 
     Args:
         source: the source.
         files: its verified files, name -> path (from `fetch_source_files`).
         max_per_split: keep at most this many digits of each official split; None keeps all.
         seed: with the source's name, seeds the choice of the capped subset.
+        hash_test_fraction: for a source split by hash, the expected share of test (params.yaml
+            `ingest.hash_test_fraction`); unused otherwise.
 
     Returns:
         images (N, 28, 28) uint8, labels (N,) int64, split (N,) 'train'/'test', and index (N,) int64:
-        each digit's position in its official split file.
+        each digit's position in its official split file (in the whole set, for a source split by hash).
     """
     rng = np.random.default_rng([seed, zlib.crc32(source.name.encode())])
     parsed = source.parse(files)
+    if source.hash_split:
+        if hash_test_fraction is None:
+            raise ValueError(f"{source.name} has no official test split: give hash_test_fraction")
+        raw_images, labels = parsed[WHOLE]
+        images = _normalise(source, raw_images, np.arange(len(labels)), "")
+        return _split_and_cap(
+            images, labels, split_by_hash(image_hashes(images), hash_test_fraction), max_per_split, rng
+        )
     columns: dict[str, list[np.ndarray]] = {"images": [], "labels": [], "split": [], "index": []}
     for split in OFFICIAL_SPLITS:
         images, labels = parsed[split]
@@ -42,14 +60,50 @@ def ingest_source(
             index = stratified_sample(labels, max_per_split, rng)
         images, labels = images[index], labels[index]
         if not source.mnist_format:
-            try:
-                images = normalize_digits(images)
-            except EmptyImageError as error:
-                position = int(index[error.index]) if error.index is not None else "?"
-                raise DataFileError(source.name, f"{split} digit #{position} has no ink ({error})") from error
+            images = _normalise(source, images, index, f"{split} ")
         columns["images"].append(images)
         columns["labels"].append(labels)
         columns["split"].append(np.full(len(labels), split))
+        columns["index"].append(index.astype(np.int64))
+    return {key: np.concatenate(parts) for key, parts in columns.items()}
+
+
+def _normalise(source: Source, images: np.ndarray, index: np.ndarray, where: str) -> np.ndarray:
+    """`normalize_digits`, naming a blank digit by its position in the source's file ("train digit #12")."""
+    try:
+        return normalize_digits(images)
+    except EmptyImageError as error:
+        position = int(index[error.index]) if error.index is not None else "?"
+        raise DataFileError(source.name, f"{where}digit #{position} has no ink ({error})") from error
+
+
+def _split_and_cap(
+    images: np.ndarray,
+    labels: np.ndarray,
+    splits: np.ndarray,
+    max_per_split: int | None,
+    rng: np.random.Generator,
+) -> dict[str, np.ndarray]:
+    """Digits already assigned to a split (by content hash) -> the ingest arrays, each split capped.
+
+    Args:
+        images: (N, 28, 28) uint8, normalised.
+        labels: (N,) int64.
+        splits: (N,) 'train'/'test'.
+        max_per_split: keep at most this many digits of each split (stratified by label); None keeps all.
+        rng: chooses the capped subset.
+
+    Returns:
+        images, labels, split and index (each digit's position in the input), train first.
+    """
+    columns: dict[str, list[np.ndarray]] = {"images": [], "labels": [], "split": [], "index": []}
+    for split in OFFICIAL_SPLITS:
+        index = np.flatnonzero(splits == split)
+        if max_per_split is not None:
+            index = index[stratified_sample(labels[index], max_per_split, rng)]
+        columns["images"].append(images[index])
+        columns["labels"].append(labels[index])
+        columns["split"].append(np.full(len(index), split, dtype="U5"))
         columns["index"].append(index.astype(np.int64))
     return {key: np.concatenate(parts) for key, parts in columns.items()}
 
@@ -81,13 +135,4 @@ def ingest_local_source(
     except EmptyImageError as error:
         raise DataFileError(folder, f"{source.name} #{error.index} has no ink ({error})") from error
     all_splits = split_by_hash(image_hashes(all_images), test_fraction)
-    columns: dict[str, list[np.ndarray]] = {"images": [], "labels": [], "split": [], "index": []}
-    for split in OFFICIAL_SPLITS:
-        index = np.flatnonzero(all_splits == split)
-        if max_per_split is not None:
-            index = index[stratified_sample(all_labels[index], max_per_split, rng)]
-        columns["images"].append(all_images[index])
-        columns["labels"].append(all_labels[index])
-        columns["split"].append(np.full(len(index), split, dtype="U5"))
-        columns["index"].append(index.astype(np.int64))
-    return {key: np.concatenate(parts) for key, parts in columns.items()}
+    return _split_and_cap(all_images, all_labels, all_splits, max_per_split, rng)

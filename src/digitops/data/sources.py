@@ -15,12 +15,17 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from digitops.data import bhmsds
 from digitops.data.drawings import read_drawings
 from digitops.data.idx import read_idx_digits
+from digitops.data.optdigits import read_optdigits
 from digitops.data.usps import read_usps
 
 # split name -> (images (N, H, W) uint8 white ink on black, labels (N,) int64)
 SplitArrays = dict[str, tuple[np.ndarray, np.ndarray]]
+# The one "split" of a source without an official test split: its parser returns every digit under this
+# name, its expected counts give the total, and ingest splits it by content hash.
+WHOLE = "all"
 
 
 @dataclass(frozen=True)
@@ -28,8 +33,11 @@ class Archive:
     """An archive that holds some of a source's files (EMNIST comes only inside NIST's gzip.zip)."""
 
     name: str  # file name in the download cache
-    urls: tuple[str, ...]
+    urls: tuple[str, ...]  # none when no one publishes the archive: its members are downloaded one by one
     approx_bytes: int  # for the progress bar and the user's patience; the members carry the checksums
+    # Many small members (bhmsds): verify them inside the archive and let the parser read them from it,
+    # instead of extracting thousands of files; the fetch step then gives the archive as their path.
+    read_in_place: bool = False
 
 
 @dataclass(frozen=True)
@@ -52,11 +60,14 @@ class Source:
     description: str
     files: tuple[RemoteFile, ...]
     parse: Callable[[Mapping[str, Path]], SplitArrays]  # file name -> local path  =>  split -> arrays
-    expected_counts: Mapping[str, int]  # official split -> number of digits
+    expected_counts: Mapping[str, int]  # official split (or WHOLE) -> number of digits
     mnist_format: bool  # already 28x28 MNIST-style; otherwise every image goes through the normaliser
     citation: str = ""
     license: str = ""
     opt_in: bool = False  # large download: not in the default mix
+    # No official test split: `parse` returns the whole set under WHOLE, and ingest sends the share
+    # `ingest.hash_test_fraction` of it to test by the content hash of each normalised digit.
+    hash_split: bool = False
 
 
 @dataclass(frozen=True)
@@ -206,6 +217,75 @@ USPS = Source(
     license="no explicit license; distributed for research and teaching",
 )
 
+_BHMSDS_ARCHIVE = Archive(
+    name="bhmsds.tar",  # `git archive` of the digit images at the pinned commit (SOURCE.md); not published
+    urls=(),
+    approx_bytes=15_370_240,
+    read_in_place=True,
+)
+
+
+def _parse_bhmsds(paths: Mapping[str, Path]) -> SplitArrays:
+    return {WHOLE: bhmsds.read_bhmsds(paths)}
+
+
+BHMSDS = Source(
+    name="bhmsds",
+    description="BHMSDS digits: 15,000 pen digits photographed on paper by a couple of writers (flagged 1s, "
+    "crossed 7s), 28x28 dark on light grey; inverted and normalised to MNIST style",
+    files=tuple(
+        RemoteFile(path, size, sha256, (bhmsds.download_url(path),), archive=_BHMSDS_ARCHIVE, member=path)
+        for path, size, sha256 in bhmsds.member_records()
+    ),
+    parse=_parse_bhmsds,
+    expected_counts={WHOLE: 15000},
+    mnist_format=False,
+    citation="W. Błachowski. Basic Handwritten Math Symbols Dataset. https://github.com/wblachowski/bhmsds "
+    f"(2019), commit {bhmsds.COMMIT}.",
+    license="MIT (Copyright (c) 2019 wblachowski)",
+    hash_split=True,
+)
+
+
+def _parse_optdigits(paths: Mapping[str, Path]) -> SplitArrays:
+    return {
+        "train": read_optdigits(paths["optdigits-orig.tra"]),
+        "test": read_optdigits(paths["optdigits-orig.windep"]),  # the 13 writers not in .tra
+    }
+
+
+OPTDIGITS_ORIG = Source(
+    name="optdigits-orig",
+    description="UCI optdigits-orig: 3,731 digits from 43 writers in Turkey, 32x32 binary bitmaps stretched "
+    "to fill the box; test is writer-independent; normalised to MNIST style",
+    files=(
+        RemoteFile(  # UCI's file, copied byte for byte into a GitHub repository (SOURCE.md)
+            "optdigits-orig.tra",
+            2048418,
+            "b0649058daf39b41da11827b6f9d784333e85e7362539fe7afd26fef517b4a3f",
+            (
+                "https://raw.githubusercontent.com/rosalin00/assignment3/"
+                "b0b56ab95905d4b3c414617e489fd0be6d0e055a/optdigits-orig.tra",
+            ),
+        ),
+        RemoteFile(  # the same, with an extra last line "EOF" that the parser skips
+            "optdigits-orig.windep",
+            1903353,
+            "c09ab8735d588fdf980724f10a5072c0b757037dc80b448b2f6a10392751c9d6",
+            (
+                "https://raw.githubusercontent.com/sukeshsangam/pattern-recognition-neural-networks/"
+                "3b06ae726302dfcf384c1eec5ac6f2b71ae7ff53/optdigits-orig.windep",
+            ),
+        ),
+    ),
+    parse=_parse_optdigits,
+    expected_counts={"train": 1934, "test": 1797},
+    mnist_format=False,
+    citation="E. Alpaydin, C. Kaynak. Optical Recognition of Handwritten Digits [Dataset]. UCI Machine "
+    "Learning Repository, 1998. https://doi.org/10.24432/C50P49",
+    license="CC BY 4.0, as UCI marks its datasets (the 1998 files carry no licence text)",
+)
+
 DRAWINGS = LocalSource(
     name="drawings",
     description="Drawings contributed through the service (POST /feedback) with their true labels: "
@@ -214,15 +294,21 @@ DRAWINGS = LocalSource(
 )
 
 SOURCES: dict[str, Source | LocalSource] = {
-    source.name: source for source in (MNIST, EMNIST_DIGITS, USPS, DRAWINGS)
+    source.name: source for source in (MNIST, EMNIST_DIGITS, USPS, BHMSDS, OPTDIGITS_ORIG, DRAWINGS)
 }
 
 
 def expected_counts(source: Source | LocalSource, max_per_split: int | None) -> dict[str, int] | None:
     """How many digits each official split of `source` holds after ingest's cap; None for a local source,
-    whose size is open (the data contract then checks neither counts nor class shares)."""
+    whose size is open (the data contract then checks neither counts nor class shares).
+
+    A source split by content hash has one count, of the whole set (under WHOLE). Its train and test
+    sizes follow from the hashes, so once capped per split its total is not known in advance: no count.
+    """
     if isinstance(source, LocalSource):
         return None
+    if source.hash_split and max_per_split is not None:
+        return {}
     return {
         split: count if max_per_split is None else min(count, max_per_split)
         for split, count in source.expected_counts.items()
