@@ -71,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
                 Path(scratch) / "best.keras",
                 callbacks=[curve],
                 verbose=0,
+                train_sources=train["sources"],  # for train.source_mix
             )
             seconds = time.perf_counter() - started
         epochs = len(history.history["loss"])

@@ -1,6 +1,7 @@
 """Stage train: <augmented>/train.npz and <prepared>/val.npz -> <models>/candidate.keras and run.json,
-<metrics>/train.json, <plots>/train/history.csv. Starts the pipeline run's MLflow run: params, data
-fingerprints, per-epoch metrics and the model (with its signature and an input example)."""
+<metrics>/train.json, <plots>/train/history.csv. Starts the pipeline run's MLflow run: params, the digits
+each source gives an epoch (train.source_mix), data fingerprints, per-epoch metrics and the model (with its
+signature and an input example)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from digitops.config import load_params
 from digitops.errors import run_stage
 from digitops.io import atomic_path, atomic_write, load_npz, write_json
 from digitops.tracking import EpochMetrics, configure, flatten, run_tags
-from digitops.train import train_model
+from digitops.train import mix_counts, train_model
 
 
 def main() -> None:
@@ -29,9 +30,11 @@ def main() -> None:
     train = load_npz(paths.augmented / "train.npz")
     val = load_npz(paths.prepared / "val.npz")
     tracking_uri = configure(params.tracking.experiment, root)
+    per_epoch = mix_counts(train["sources"], params.train.source_mix)  # source -> rows drawn each epoch
 
     with tempfile.TemporaryDirectory() as scratch, mlflow.start_run() as run:
         mlflow.log_params(flatten(params.model_dump(by_alias=True, mode="json")))
+        mlflow.log_params(flatten({"mix": {"digits_per_epoch": per_epoch}}))
         mlflow.set_tags(
             run_tags(root, [paths.augmented / "train.npz", *sorted(paths.prepared.glob("*.npz"))])
         )
@@ -44,6 +47,7 @@ def main() -> None:
             checkpoint_path=Path(scratch) / "best.keras",
             callbacks=[EpochMetrics()],
             verbose=2,
+            train_sources=train["sources"],
         )
         seconds = time.perf_counter() - started
         epochs = len(history.history["loss"])
@@ -52,7 +56,7 @@ def main() -> None:
             "epochs": epochs,
             "parameters": model.count_params(),
             "train_seconds": round(seconds, 1),
-            "train_images_per_second": round(len(train["labels"]) * epochs / seconds, 1),
+            "train_images_per_second": round(sum(per_epoch.values()) * epochs / seconds, 1),
         }
         mlflow.log_metrics({f"train.{name}": value for name, value in summary.items()})
         mlflow.tensorflow.log_model(model, name="model", input_example=val["images"][:4])
@@ -60,7 +64,7 @@ def main() -> None:
     with atomic_path(paths.models / "candidate.keras") as tmp_model:
         model.save(tmp_model)
     write_json(paths.models / "run.json", {"run_id": run.info.run_id, "tracking_uri": tracking_uri})
-    write_json(paths.metrics / "train.json", summary)
+    write_json(paths.metrics / "train.json", {**summary, "digits_per_epoch": per_epoch})
     history_table = pd.DataFrame(history.history).rename_axis("epoch").reset_index()
     history_table["epoch"] += 1
     with atomic_write(paths.plots / "train" / "history.csv", "w") as handle:

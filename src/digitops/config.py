@@ -19,6 +19,7 @@ from pydantic import (
     PositiveInt,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from digitops.data.sources import SOURCES
@@ -123,6 +124,23 @@ class AugmentParams(_Section):
     invert_p: Fraction  # probability of inverting a digit to black on white
 
 
+class SourceMixParams(_Section):
+    """How many of one source's training rows (originals and augmented copies) each epoch draws.
+
+    `share` scales the source (0.3: a random 30% each epoch; 2.5: every row twice, plus half of them once
+    more), `max_per_epoch` caps it; with both, the smaller count wins.
+    """
+
+    share: float | None = Field(default=None, gt=0, le=100)
+    max_per_epoch: PositiveInt | None = None
+
+    @model_validator(mode="after")
+    def _one_at_least(self) -> SourceMixParams:
+        if self.share is None and self.max_per_epoch is None:
+            raise ValueError("give share, max_per_epoch or both")
+        return self
+
+
 class TrainParams(_Section):
     model: str  # a name from digitops.models.list_models(); checked when the train stage builds it
     model_kwargs: dict[str, Any]  # passed to the model's factory, e.g. {width: 32}
@@ -136,6 +154,18 @@ class TrainParams(_Section):
     # tf.distribute: default (one device), mirrored (every GPU of this machine), multi_worker_mirrored
     # (several machines, described by TF_CONFIG). batch_size is the global batch, split across replicas.
     distribute: Literal["default", "mirrored", "multi_worker_mirrored"]
+    # Per-source sampling, redrawn each epoch (digitops.train.epoch_indices), so that many digits from few
+    # writers do not dominate and a small source can count more. Sources not listed are used whole; a
+    # listed source absent from the data is skipped.
+    source_mix: dict[str, SourceMixParams]
+
+    @field_validator("source_mix")
+    @classmethod
+    def _known_sources(cls, mix: dict[str, SourceMixParams]) -> dict[str, SourceMixParams]:
+        unknown = [name for name in mix if name not in SOURCES]
+        if unknown:
+            raise ValueError(f"unknown source(s) {unknown}; known sources: {sorted(SOURCES)}")
+        return mix
 
 
 class RobustnessParams(_Section):

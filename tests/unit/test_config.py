@@ -74,3 +74,27 @@ def test_unreadable_file(tmp_path):
     (tmp_path / "bad.yaml").write_text("ingest: [unclosed")
     with pytest.raises(ConfigError, match="cannot read"):
         load_params(tmp_path / "bad.yaml")
+
+
+def test_a_source_mix_is_typed(tmp_path, params_dict):
+    params_dict["train"]["source_mix"] = {"usps": {"share": 2.5}, "drawings": {"max_per_epoch": 2000}}
+    mix = _load(tmp_path, params_dict).train.source_mix
+    assert (mix["usps"].share, mix["usps"].max_per_epoch) == (2.5, None)
+    assert (mix["drawings"].share, mix["drawings"].max_per_epoch) == (None, 2000)
+    assert load_params(REPO_ROOT / "params.yaml").train.source_mix == {}  # the default: every digit, once
+
+
+@pytest.mark.parametrize(
+    ("mix", "message"),
+    [
+        ({"kmnist": {"share": 0.5}}, r"train\.source_mix: .*unknown source\(s\) \['kmnist'\]; known sources"),
+        ({"usps": {}}, r"train\.source_mix\.usps: .*give share, max_per_epoch or both"),
+        ({"usps": {"share": 0}}, r"train\.source_mix\.usps\.share"),
+        ({"usps": {"max_per_epoch": 0}}, r"train\.source_mix\.usps\.max_per_epoch"),
+        ({"usps": {"weight": 2}}, r"train\.source_mix\.usps\.weight: Extra inputs"),
+    ],
+)
+def test_a_bad_source_mix_is_named(tmp_path, params_dict, mix, message):
+    params_dict["train"]["source_mix"] = mix
+    with pytest.raises(ConfigError, match=message):
+        _load(tmp_path, params_dict)
