@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from digitops.data.bhmsds_members import MEMBERS
 from digitops.errors import DataFileError
 
 REPOSITORY = "wblachowski/bhmsds"
@@ -32,6 +31,8 @@ _MEMBER_PATH = re.compile(r"symbols/([0-9])-[0-9]{4}\.png")
 
 def member_records() -> list[tuple[str, int, str]]:
     """The registry's record of the digit images: (path in the repository, size in bytes, SHA-256)."""
+    from digitops.data.bhmsds_members import MEMBERS  # long: loaded only when the source is used
+
     records = []
     for line in MEMBERS.splitlines():
         path, size, sha256 = line.split()

@@ -8,7 +8,8 @@ Adding a source means adding one `Source` (or `LocalSource`) to `SOURCES`; `para
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import functools
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,7 +59,7 @@ class Source:
 
     name: str
     description: str
-    files: tuple[RemoteFile, ...]
+    files: Sequence[RemoteFile]
     parse: Callable[[Mapping[str, Path]], SplitArrays]  # file name -> local path  =>  split -> arrays
     expected_counts: Mapping[str, int]  # official split (or WHOLE) -> number of digits
     mnist_format: bool  # already 28x28 MNIST-style; otherwise every image goes through the normaliser
@@ -225,6 +226,26 @@ _BHMSDS_ARCHIVE = Archive(
 )
 
 
+class LazyFiles(Sequence[RemoteFile]):
+    """A long list of files, built on first use: thousands of records need not load with every import."""
+
+    def __init__(self, build: Callable[[], tuple[RemoteFile, ...]]) -> None:
+        self._build = functools.cache(build)
+
+    def __getitem__(self, index):
+        return self._build()[index]
+
+    def __len__(self) -> int:
+        return len(self._build())
+
+
+def _bhmsds_files() -> tuple[RemoteFile, ...]:
+    return tuple(
+        RemoteFile(path, size, sha256, (bhmsds.download_url(path),), archive=_BHMSDS_ARCHIVE, member=path)
+        for path, size, sha256 in bhmsds.member_records()
+    )
+
+
 def _parse_bhmsds(paths: Mapping[str, Path]) -> SplitArrays:
     return {WHOLE: bhmsds.read_bhmsds(paths)}
 
@@ -233,10 +254,7 @@ BHMSDS = Source(
     name="bhmsds",
     description="BHMSDS digits: 15,000 pen digits photographed on paper by a couple of writers (flagged 1s, "
     "crossed 7s), 28x28 dark on light grey; inverted and normalised to MNIST style",
-    files=tuple(
-        RemoteFile(path, size, sha256, (bhmsds.download_url(path),), archive=_BHMSDS_ARCHIVE, member=path)
-        for path, size, sha256 in bhmsds.member_records()
-    ),
+    files=LazyFiles(_bhmsds_files),  # 15,000 members
     parse=_parse_bhmsds,
     expected_counts={WHOLE: 15000},
     mnist_format=False,
