@@ -3,6 +3,11 @@
 Pure and reproducible: the output depends only on the images, the parameters and the seed. The work is
 cut into fixed chunks, each with its own seed derived from (seed, copy, chunk), and spread over worker
 processes, so the result is byte-identical whatever the number of workers.
+
+Besides the classic geometry and noise, real-world conditions (issue 14) each have their own probability:
+a writer's slant and pen (thicker or thinner strokes), and what a camera or scanner does to the page (blur,
+low resolution, binarisation, a faint paper texture). A transform whose p is 0 draws no random number,
+so switching one off leaves every other digit's augmentation as it was.
 """
 
 from __future__ import annotations
@@ -21,10 +26,26 @@ CHUNK = 2048  # digits per task: fixed, so that the seeds (and the output) do no
 
 
 def build_pipeline(params: AugmentParams, seed: int) -> A.Compose:
-    """The albumentations pipeline for (28, 28) uint8 white-on-black digits."""
+    """The albumentations pipeline for (28, 28) uint8 white-on-black digits.
+
+    In the order things happen to a real digit: the writer's slant and pen, the geometry and elastic
+    variation, then the camera or scanner (blur, binarisation, low resolution, paper texture), then
+    brightness, noise and inversion.
+    """
     affine, elastic = params.affine, params.elastic
     return A.Compose(
         [
+            A.Affine(
+                shear={"x": tuple(params.slant.shear), "y": (0.0, 0.0)},
+                interpolation=cv2.INTER_LINEAR,
+                border_mode=cv2.BORDER_CONSTANT,
+                fill=0,
+                p=params.slant.p,
+            ),
+            A.Morphological(
+                scale=(params.thicker.kernel, params.thicker.kernel), operation="dilation", p=params.thicker.p
+            ),
+            KeepInkErosion(params.thinner.kernel, params.thinner.min_ink, p=params.thinner.p),
             A.Affine(
                 rotate=(-affine.rotate, affine.rotate),
                 shear=(-affine.shear, affine.shear),
@@ -45,6 +66,18 @@ def build_pipeline(params: AugmentParams, seed: int) -> A.Compose:
                 fill=0,
                 p=params.dropout.p,
             ),
+            A.GaussianBlur(sigma_limit=tuple(params.gaussian_blur.sigma), p=params.gaussian_blur.p),
+            # Unshifted: the streak stays centred on the stroke, so the digit keeps its MNIST framing.
+            A.MotionBlur(
+                blur_limit=tuple(params.motion_blur.kernel), allow_shifted=False, p=params.motion_blur.p
+            ),
+            Binarize(tuple(params.binarize.threshold), p=params.binarize.p),
+            A.Downscale(
+                scale_range=tuple(params.low_resolution.scale),
+                interpolation_pair={"downscale": cv2.INTER_AREA, "upscale": cv2.INTER_LINEAR},
+                p=params.low_resolution.p,
+            ),
+            PaperResidue(tuple(params.residue.level), p=params.residue.p),
             A.RandomBrightnessContrast(
                 brightness_limit=params.brightness_contrast.limit,
                 contrast_limit=params.brightness_contrast.limit,
@@ -55,6 +88,74 @@ def build_pipeline(params: AugmentParams, seed: int) -> A.Compose:
         ],
         seed=seed,
     )
+
+
+class KeepInkErosion(A.Morphological):
+    """Erosion with an elliptic `kernel` x `kernel` element (thinner strokes) that never erases a digit.
+
+    A digit that is already thin would lose most of its ink: it is then returned unchanged.
+    """
+
+    def __init__(self, kernel: int, min_ink: float, p: float):
+        super().__init__(scale=(kernel, kernel), operation="erosion", p=p)
+        self.min_ink = min_ink
+
+    def apply(self, img: np.ndarray, kernel: np.ndarray, **params: Any) -> np.ndarray:
+        eroded = super().apply(img, kernel, **params)
+        # Sums as int64: a uint8 sum would wrap.
+        if eroded.sum(dtype=np.int64) < self.min_ink * img.sum(dtype=np.int64):
+            return img
+        return eroded
+
+
+class Binarize(A.ImageOnlyTransform):
+    """A black-and-white scan: grey levels above a threshold drawn from `threshold` become 255, others 0."""
+
+    def __init__(self, threshold: tuple[float, float], p: float):
+        super().__init__(p=p)
+        self.threshold = threshold
+
+    def get_params(self) -> dict[str, Any]:
+        # albumentations' own generator: seeded by the pipeline, so the output is reproducible.
+        return {"level": self.py_random.uniform(*self.threshold)}
+
+    def apply(self, img: np.ndarray, level: float, **params: Any) -> np.ndarray:
+        return np.where(img > level, 255, 0).astype(np.uint8)
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ("threshold",)
+
+
+class PaperResidue(A.ImageOnlyTransform):
+    """A faint paper texture in the background, as a photographed page leaves after thresholding.
+
+    The texture is smooth blotches (a coarse random field, resized up) with a fine grain on top; its
+    brightest grey is drawn from `level`. It is combined with the digit by maximum, so the ink (brighter
+    than any residue) stays as it was.
+    """
+
+    CELLS = 5  # the blotches: a 5x5 random field resized to the image, so a blotch spans a few strokes
+
+    def __init__(self, level: tuple[float, float], p: float):
+        super().__init__(p=p)
+        self.level = level
+
+    def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+        height, width = params["shape"][:2]
+        rng = self.random_generator  # albumentations' own generator, seeded by the pipeline
+        blotches = cv2.resize(
+            rng.random((self.CELLS, self.CELLS), dtype=np.float32),
+            (width, height),
+            interpolation=cv2.INTER_CUBIC,
+        )
+        texture = 0.7 * np.clip(blotches, 0, 1) + 0.3 * rng.random((height, width), dtype=np.float32)
+        return {"texture": texture * self.py_random.uniform(*self.level)}  # (H, W) float32 in [0, level]
+
+    def apply(self, img: np.ndarray, texture: np.ndarray, **params: Any) -> np.ndarray:
+        return np.maximum(img, texture.reshape(img.shape).astype(np.uint8))
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ("level",)
 
 
 def augment(images: np.ndarray, params: AugmentParams, seed: int, workers: int | None = None) -> np.ndarray:

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -27,6 +28,18 @@ from digitops.digits import NUM_CLASSES
 from digitops.errors import ConfigError
 
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+def _ordered(value: tuple[float, float]) -> tuple[float, float]:
+    if value[0] > value[1]:
+        raise ValueError(f"a range is written [low, high]; got {list(value)}")
+    return value
+
+
+def _range(ge: float, le: float) -> Any:
+    """[low, high] within [ge, le]: each digit draws its value from it."""
+    bound = Annotated[float, Field(ge=ge, le=le)]
+    return Annotated[tuple[bound, bound], AfterValidator(_ordered)]
 
 
 class _Section(BaseModel):
@@ -112,6 +125,57 @@ class BrightnessContrastParams(_Section):
     limit: Fraction  # brightness and contrast change, either way
 
 
+# Real-world conditions (issue 14): how other writers, pens, scanners and cameras change a digit.
+
+
+class SlantParams(_Section):
+    p: Fraction
+    shear: _range(-45, 45)  # degrees of horizontal shear (italic handwriting); the rows stay where they are
+
+
+class ThickerParams(_Section):
+    p: Fraction
+    kernel: Annotated[int, Field(ge=2, le=5)]  # side of the dilation's elliptic kernel, in pixels
+
+
+class ThinnerParams(_Section):
+    p: Fraction
+    kernel: Annotated[int, Field(ge=2, le=5)]  # side of the erosion's elliptic kernel, in pixels
+    min_ink: Fraction  # keep the digit as it was if erosion would leave less than this share of its ink
+
+
+class GaussianBlurParams(_Section):
+    p: Fraction
+    sigma: _range(0.1, 3)  # pixels
+
+
+class MotionBlurParams(_Section):
+    p: Fraction
+    kernel: tuple[int, int]  # [shortest, longest] streak in pixels, odd numbers from 3
+
+    @field_validator("kernel")
+    @classmethod
+    def _odd_from_three(cls, kernel: tuple[int, int]) -> tuple[int, int]:
+        if kernel[0] > kernel[1] or any(side < 3 or side % 2 == 0 for side in kernel):
+            raise ValueError(f"[shortest, longest] odd lengths from 3; got {list(kernel)}")
+        return kernel
+
+
+class LowResolutionParams(_Section):
+    p: Fraction
+    scale: _range(0.25, 1)  # the 28 px side is resized to this share and back (16/28 is USPS' 16x16)
+
+
+class BinarizeParams(_Section):
+    p: Fraction
+    threshold: _range(0, 254)  # grey level (0-255): above it ink (255), at or below it background (0)
+
+
+class ResidueParams(_Section):
+    p: Fraction
+    level: _range(0, 128)  # brightest grey (0-255) of the faint paper texture left in the background
+
+
 class AugmentParams(_Section):
     copies: PositiveInt  # augmented copies per training digit; the originals are kept beside them
     workers: NonNegativeInt  # processes; 0 = one per core (the output does not depend on it)
@@ -122,6 +186,14 @@ class AugmentParams(_Section):
     dropout: DropoutParams
     brightness_contrast: BrightnessContrastParams
     invert_p: Fraction  # probability of inverting a digit to black on white
+    slant: SlantParams
+    thicker: ThickerParams
+    thinner: ThinnerParams
+    gaussian_blur: GaussianBlurParams
+    motion_blur: MotionBlurParams
+    low_resolution: LowResolutionParams
+    binarize: BinarizeParams
+    residue: ResidueParams
 
 
 class SourceMixParams(_Section):

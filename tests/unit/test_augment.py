@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
@@ -25,9 +26,37 @@ def test_same_seed_same_bytes_other_seed_other_bytes(digits):
     assert not np.array_equal(first, digits)
 
 
-def test_output_does_not_depend_on_the_number_of_workers(digits, monkeypatch):
+REAL_WORLD = [
+    "slant",
+    "thicker",
+    "thinner",
+    "gaussian_blur",
+    "motion_blur",
+    "low_resolution",
+    "binarize",
+    "residue",
+]
+CLASSIC = ["affine", "elastic", "noise", "dropout", "brightness_contrast"]
+
+
+def _with_p(params, names, p):
+    return params.model_copy(
+        update={name: getattr(params, name).model_copy(update={"p": p}) for name in names}
+    )
+
+
+def _only(name, **settings):
+    """Every transform off but `name`, which is always on (with `settings` replacing its strengths)."""
+    quiet = _with_p(PARAMS, CLASSIC + REAL_WORLD, 0.0).model_copy(update={"invert_p": 0.0})
+    return quiet.model_copy(update={name: getattr(PARAMS, name).model_copy(update={"p": 1.0, **settings})})
+
+
+@pytest.mark.parametrize("real_world", [False, True], ids=["repository-params", "real-world-on"])
+def test_output_does_not_depend_on_the_number_of_workers(digits, monkeypatch, real_world):
     monkeypatch.setattr(digitops.augment, "CHUNK", 7)  # several chunks from 40 digits
     params = PARAMS.model_copy(update={"copies": 2})
+    if real_world:  # the new transforms draw from albumentations' generators too: still reproducible
+        params = _with_p(params, REAL_WORLD, 0.5)
     one = augment(digits, params, seed=3, workers=1)
     assert one.shape == (80, 28, 28)
     np.testing.assert_array_equal(augment(digits, params, seed=3, workers=2), one)
@@ -61,9 +90,17 @@ def test_a_moved_one_stays_in_frame():
 def test_every_configured_transform_is_in_the_pipeline():
     names = [type(transform).__name__ for transform in build_pipeline(PARAMS, seed=0).transforms]
     assert names == [
+        "Affine",  # slant
+        "Morphological",  # thicker
+        "KeepInkErosion",  # thinner
         "Affine",
         "ElasticTransform",
         "CoarseDropout",
+        "GaussianBlur",
+        "MotionBlur",
+        "Binarize",
+        "Downscale",  # low resolution
+        "PaperResidue",
         "RandomBrightnessContrast",
         "GaussNoise",
         "InvertImg",
@@ -92,3 +129,109 @@ def test_preview_grid_puts_each_original_beside_its_copies(digits):
     np.testing.assert_array_equal(grid[1:29, 1:29], digits[0])
     np.testing.assert_array_equal(grid[1:29, 31:59], augmented[0])
     np.testing.assert_array_equal(grid[1:29, 61:89], augmented[len(digits)])
+
+
+# Real-world conditions, one at a time on synthetic digits.
+
+
+def _ink(images):
+    return images.astype(np.int64).sum(axis=(1, 2))
+
+
+@pytest.fixture(scope="module")
+def seven():
+    """A synthetic 7 in MNIST framing: a 3-px pen with soft edges, inside rows and columns 4-23."""
+    digit = np.zeros((28, 28), np.uint8)
+    cv2.polylines(digit, [np.array([(8, 7), (19, 7), (12, 20)], np.int32)], False, 255, thickness=3)
+    return cv2.GaussianBlur(digit, (3, 3), 0.6)
+
+
+def _apply(digit, params, copies=20, seed=0):
+    """`copies` augmented versions of one digit: (copies, 28, 28) uint8."""
+    out = augment(np.repeat(digit[None], copies, axis=0), params, seed=seed, workers=1)
+    assert out.shape == (copies, 28, 28) and out.dtype == np.uint8
+    return out
+
+
+@pytest.mark.parametrize("name", REAL_WORLD)
+def test_each_real_world_transform_is_reproducible_and_keeps_the_frame(seven, name):
+    out = _apply(seven, _only(name))
+    np.testing.assert_array_equal(_apply(seven, _only(name)), out)
+    assert not np.array_equal(out[0], seven)  # it did something
+    border = np.ones((28, 28), bool)
+    border[3:-3, 3:-3] = False
+    assert (
+        out[:, border] <= 64
+    ).all()  # no ink pushed into the frame's border: white on black, MNIST framing
+    assert (out.reshape(len(out), -1).max(axis=1) >= 128).all()  # the ink is still bright
+
+
+def test_all_probabilities_zero_change_nothing(digits):
+    off = _with_p(PARAMS, CLASSIC + REAL_WORLD, 0.0).model_copy(update={"invert_p": 0.0, "copies": 2})
+    np.testing.assert_array_equal(augment(digits, off, seed=0, workers=1), np.concatenate([digits, digits]))
+
+
+def test_thicker_adds_ink(seven):
+    out = _apply(seven, _only("thicker"), copies=1)
+    assert _ink(out)[0] > 1.15 * _ink(seven[None])[0]
+    assert (out[0] >= seven).all()  # dilation only ever adds
+
+
+def test_thinner_removes_some_ink_but_never_all(seven):
+    out = _apply(seven, _only("thinner"), copies=1)
+    assert 0.4 * _ink(seven[None])[0] <= _ink(out)[0] < 0.8 * _ink(seven[None])[0]
+    hairline = np.zeros((28, 28), np.uint8)
+    hairline[4:24, 14] = 255  # 1 px wide: any erosion would erase it
+    np.testing.assert_array_equal(_apply(hairline, _only("thinner"), copies=1)[0], hairline)
+
+
+def test_binarized_digit_has_two_grey_levels(seven):
+    out = _apply(seven, _only("binarize"))
+    assert set(np.unique(out)) == {0, 255}
+    assert (out == 255).any(axis=(1, 2)).all()
+
+
+def test_low_resolution_loses_fine_detail():
+    stripes = np.zeros((28, 28), np.uint8)
+    stripes[6:22, 6:22:2] = 255  # 1-px stripes: finer than a 16x16 scan can hold
+    out = _apply(stripes, _only("low_resolution", scale=(16 / 28, 16 / 28)), copies=1)[0]
+    assert (
+        np.abs(np.diff(out[6:22, 6:22].astype(int), axis=1)).mean()
+        < 0.5 * np.abs(np.diff(stripes[6:22, 6:22].astype(int), axis=1)).mean()
+    )
+
+
+def _column(rows):
+    """The mean column of the ink in `rows` (a horizontal position)."""
+    weights = rows.astype(float).sum(axis=0)
+    return (weights * np.arange(rows.shape[1])).sum() / weights.sum()
+
+
+def test_slant_moves_the_top_of_a_vertical_bar_sideways():
+    bar = np.zeros((28, 28), np.uint8)
+    bar[4:24, 13:15] = 255
+    for slanted in _apply(bar, _only("slant", shear=(15.0, 15.0)), copies=3):
+        top, bottom = _column(slanted[4:8]), _column(slanted[20:24])
+        assert abs(top - bottom) >= 3  # tan(15 degrees) over 16 rows: about 4 px
+        assert abs((top + bottom) / 2 - 13.5) < 1  # a shear about the centre: the middle stays
+        assert (slanted[:4] == 0).all() and (slanted[24:] == 0).all()  # horizontal only: rows stay
+    left = _apply(bar, _only("slant", shear=(-15.0, -15.0)), copies=1)[0]
+    assert np.sign(_column(left[4:8]) - 13.5) != np.sign(_column(slanted[4:8]) - 13.5)
+
+
+def test_residue_raises_the_background_and_leaves_the_ink_brighter(seven):
+    out = _apply(seven, _only("residue"))
+    background = seven == 0
+    assert (out[:, background].mean(axis=1) > 3).all()  # a faint texture where the paper was black
+    assert (out[:, background].max(axis=1) <= PARAMS.residue.level[1]).all()
+    ink = seven >= 128
+    assert (out[:, ink] == seven[ink]).all()  # the ink is untouched, brighter than any residue
+    assert len({image.tobytes() for image in out}) == len(out)  # a different texture each time
+
+
+def test_blurs_soften_edges(seven):
+    for name in ("gaussian_blur", "motion_blur"):
+        out = _apply(seven, _only(name), copies=1)[0]
+        assert (
+            np.abs(np.diff(out.astype(int), axis=1)).sum() < np.abs(np.diff(seven.astype(int), axis=1)).sum()
+        )

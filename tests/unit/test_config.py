@@ -68,6 +68,21 @@ def test_invalid_values(tmp_path, params_dict, section, key, value, message):
         _load(tmp_path, params_dict)
 
 
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("slant", {"p": 0.5, "shear": [20, -20]}, r"augment\.slant\.shear: Value error, a range is written"),
+        ("low_resolution", {"p": 0.5, "scale": [0.1, 0.5]}, r"augment\.low_resolution\.scale\.0"),
+        ("motion_blur", {"p": 0.5, "kernel": [3, 4]}, r"augment\.motion_blur\.kernel: .*odd lengths from 3"),
+        ("thinner", {"p": 1.5, "kernel": 2, "min_ink": 0.4}, r"augment\.thinner\.p"),
+    ],
+)
+def test_invalid_real_world_augmentation(tmp_path, params_dict, key, value, message):
+    params_dict["augment"][key] = value
+    with pytest.raises(ConfigError, match=message):
+        _load(tmp_path, params_dict)
+
+
 def test_unreadable_file(tmp_path):
     with pytest.raises(ConfigError, match="cannot read"):
         load_params(tmp_path / "absent.yaml")
