@@ -12,7 +12,7 @@ from digitops.data.sources import get_source
 from digitops.train import predict_probabilities, train_model
 
 PARAMS = TrainParams(
-    model="seed004",
+    model="small_cnn",
     model_kwargs={},
     epochs=3,
     batch_size=64,
