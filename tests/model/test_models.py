@@ -100,6 +100,12 @@ def test_a_colliding_alias_is_refused_and_nothing_is_registered(scratch_registry
     assert before == (registry._MODELS, registry._ALIASES)
 
 
+def test_aliases_given_as_one_string_are_refused(scratch_registry):
+    with pytest.raises(TypeError, match="not the string 'old_net'"):
+        register_model(aliases="old_net")
+    assert "o" not in registry._ALIASES
+
+
 def test_a_model_registers_with_and_without_aliases(scratch_registry):
     aliased, plain = _named("new_net"), _named("plain_net")
     assert register_model(aliases=("old_net",))(aliased) is aliased and register_model(plain) is plain

@@ -43,7 +43,10 @@ def register_model(
 
     Raises:
         ValueError: the name or an alias is already a model name or an alias; nothing is registered then.
+        TypeError: `aliases` is a string (it would register each of its letters).
     """
+    if isinstance(aliases, str):
+        raise TypeError(f"aliases must be a sequence of names, not the string {aliases!r}")
     aliases = tuple(aliases)
 
     def register(factory: ModelFactory) -> ModelFactory:
