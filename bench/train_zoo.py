@@ -1,8 +1,8 @@
 """Train every registered architecture on the same prepared data and print one comparison table.
 
     python bench/train_zoo.py          # on the data of the last `dvc repro`
-    python bench/train_zoo.py --epochs 3 --models seed004 digitnet --limit 5000
-    python bench/train_zoo.py --models seed001 --epochs 9 --seeds 1 2   # the same data, other seeds
+    python bench/train_zoo.py --epochs 3 --models small_cnn digitnet --limit 5000
+    python bench/train_zoo.py --models cnn_bn --epochs 9 --seeds 1 2   # the same data, other seeds
 
 For each model: parameters, epochs run, training time and images/s, validation accuracy (what the model
 is chosen on), and test accuracy per source. With --json, each model also gets its curve: validation
@@ -25,7 +25,7 @@ import numpy as np
 from digitops.config import load_params
 from digitops.evaluate import metrics_by_source
 from digitops.io import load_npz
-from digitops.models import list_models
+from digitops.models import list_models, resolve_model_name
 from digitops.sampling import stratified_sample
 from digitops.train import predict_probabilities, train_model
 
@@ -34,7 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--models", nargs="+", default=list_models(), help="default: every registered model")
+    parser.add_argument(
+        "--models", nargs="+", default=list_models(), help="names (or old aliases); default: every model"
+    )
     parser.add_argument("--epochs", type=int, help="default: train.epochs from params.yaml")
     parser.add_argument("--limit", type=int, help="train on a stratified sample of this many digits")
     parser.add_argument(
@@ -46,6 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     parser.add_argument("--plot", type=Path, help="draw validation accuracy against minutes to this PNG")
     args = parser.parse_args(argv)
+    try:  # before any training, and by canonical name so that the table never lists one model twice
+        models = list(dict.fromkeys(resolve_model_name(name) for name in args.models))
+    except KeyError as error:
+        parser.error(error.args[0])
 
     params = load_params()
     paths = params.base.paths
@@ -58,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         train = {key: value[keep] for key, value in train.items()}
     settings = params.train.model_copy(update={"epochs": args.epochs or params.train.epochs})
     rows = []
-    runs = [(name, seed) for name in args.models for seed in args.seeds or [params.base.seed]]
+    runs = [(name, seed) for name in models for seed in args.seeds or [params.base.seed]]
     for name, seed in runs:
         with tempfile.TemporaryDirectory() as scratch:
             curve = _Curve()

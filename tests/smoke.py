@@ -20,7 +20,7 @@ from tests.fakes import REPO_ROOT
 CAP = 500
 SMOKE = [  # the smoke profile, as docs/pipeline.md's `dvc exp run -S` overrides set it
     ("ingest", "max_per_split", CAP),
-    ("train", "model", "seed004"),
+    ("train", "model", "small_cnn"),
     ("train", "epochs", 3),
     ("train", "batch_size", 64),
     ("train", "learning_rate", 0.005),

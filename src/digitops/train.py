@@ -16,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from digitops.config import SourceMixParams, TrainParams
+from digitops.digits import NUM_CLASSES
 from digitops.models import build_model
 from digitops.sampling import stratified_sample
 
@@ -250,7 +251,7 @@ def predict_probabilities(model: keras.Model, images: np.ndarray, batch_size: in
         for start in range(0, len(images), batch_size)
     ]
     if not batches:
-        return np.zeros((0, 10), np.float32)
+        return np.zeros((0, NUM_CLASSES), np.float32)
     return np.concatenate([keras.ops.convert_to_numpy(batch) for batch in batches])
 
 
@@ -263,7 +264,7 @@ class _SmoothedSparseCrossEntropy(keras.losses.Loss):
         self.smoothing = smoothing
 
     def call(self, y_true, y_pred):
-        one_hot = keras.ops.one_hot(keras.ops.cast(keras.ops.reshape(y_true, (-1,)), "int32"), 10)
+        one_hot = keras.ops.one_hot(keras.ops.cast(keras.ops.reshape(y_true, (-1,)), "int32"), NUM_CLASSES)
         return keras.losses.categorical_crossentropy(one_hot, y_pred, label_smoothing=self.smoothing)
 
     def get_config(self) -> dict:

@@ -23,7 +23,7 @@ from digitops.train import (
 )
 
 PARAMS = TrainParams(
-    model="seed004",
+    model="small_cnn",
     model_kwargs={},
     epochs=3,
     batch_size=64,

@@ -87,7 +87,8 @@ def test_train_and_evaluate_fill_one_mlflow_run(repo):
     client = _mlflow(repo)
     run = client.get_run(run_id)
     assert run.info.status == "FINISHED"
-    assert run.data.params["train.model"] == "seed004" and run.data.params["ingest.max_per_split"] == str(CAP)
+    assert run.data.params["train.model"] == "small_cnn"
+    assert run.data.params["ingest.max_per_split"] == str(CAP)
     assert len(client.get_metric_history(run_id, "epoch.val_accuracy")) == 3
     evaluation = json.loads((repo / "metrics/eval.json").read_text())
     assert set(evaluation) == {"mnist", "usps", "overall", "robustness"}
@@ -220,10 +221,10 @@ def test_dvc_experiments_become_comparable_mlflow_runs(repo, env):
         env,
     )
     before = {run.info.run_id for run in _mlflow(repo).search_runs(experiment_ids=["1"])}
-    for model in ("seed002", "seed004"):
+    for model in ("tutorial_cnn", "small_cnn"):
         _run(["dvc", "exp", "run", "-S", f"train.model={model}", "-S", "train.epochs=1"], repo, env)
     runs = [run for run in _mlflow(repo).search_runs(experiment_ids=["1"]) if run.info.run_id not in before]
-    assert sorted(run.data.params["train.model"] for run in runs) == ["seed002", "seed004"]
+    assert sorted(run.data.params["train.model"] for run in runs) == ["small_cnn", "tutorial_cnn"]
     assert all(run.data.params["train.epochs"] == "1" for run in runs)
     assert all(run.data.tags.get("dvc.experiment") for run in runs)
     assert all("test.overall.accuracy" in run.data.metrics for run in runs)

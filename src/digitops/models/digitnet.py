@@ -1,4 +1,4 @@
-"""digitnet: our default candidate, a small residual CNN with batch norm built for accuracy per CPU-minute.
+"""digitnet: our own architecture, a small residual CNN with batch norm built for accuracy per CPU-minute.
 
 Most of a CNN's CPU time goes to convolutions at full 28x28 resolution, so digitnet spends one cheap
 convolution there and does its work at 14x14 and 7x7, where residual blocks of two 3x3 convolutions add

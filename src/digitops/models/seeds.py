@@ -1,4 +1,8 @@
-"""The architectures of the seed projects, kept for comparison (see docs/results.md)."""
+"""The architectures of the seed projects, kept for comparison (see docs/results.md).
+
+Each is named for what it is; its alias is the number it had as a seed project (seed000-seed004), the
+name that older MLflow runs and dvc.lock files record.
+"""
 
 from __future__ import annotations
 
@@ -16,18 +20,18 @@ def _lenet_trunk(x: keras.KerasTensor, filters: tuple[int, int]) -> keras.KerasT
     return layers.Flatten()(x)
 
 
-@register_model
-def seed000(dropout: float = 0.5) -> keras.Model:
+@register_model(aliases=("seed000",))
+def lenet5_wide(dropout: float = 0.5) -> keras.Model:
     """LeNet-style: conv 5x5 32 -> pool -> conv 5x5 64 -> pool -> dense 1024 -> dropout (3.27 M params)."""
     inputs, x = digit_input()
     x = _lenet_trunk(x, (32, 64))
     x = layers.Dense(1024, activation="relu")(x)
     x = layers.Dropout(dropout)(x)
-    return keras.Model(inputs, classifier_head(x), name="seed000")
+    return keras.Model(inputs, classifier_head(x), name="lenet5_wide")
 
 
-@register_model
-def seed001(dropout: float = 0.25) -> keras.Model:
+@register_model(aliases=("seed001",))
+def cnn_bn(dropout: float = 0.25) -> keras.Model:
     """A CNN with batch norm and dropout: two blocks of two 3x3 convs (32, 64), dense 256."""
     inputs, x = digit_input()
     for filters in (32, 64):
@@ -42,11 +46,11 @@ def seed001(dropout: float = 0.25) -> keras.Model:
     x = layers.BatchNormalization()(x)
     x = layers.Activation("relu")(x)
     x = layers.Dropout(2 * dropout)(x)
-    return keras.Model(inputs, classifier_head(x), name="seed001")
+    return keras.Model(inputs, classifier_head(x), name="cnn_bn")
 
 
-@register_model
-def seed002(l2: float = 0.0, dropout: float = 0.0) -> keras.Model:
+@register_model(aliases=("seed002",))
+def tutorial_cnn(l2: float = 0.0, dropout: float = 0.0) -> keras.Model:
     """The Keras tutorial CNN: conv 3x3 32 -> pool -> conv 64 -> pool -> conv 64 -> dense 64,
     with optional L2 weight decay and dropout."""
     regulariser = regularizers.l2(l2) if l2 else None
@@ -60,11 +64,11 @@ def seed002(l2: float = 0.0, dropout: float = 0.0) -> keras.Model:
     x = layers.Dense(64, activation="relu", kernel_regularizer=regulariser)(x)
     if dropout:
         x = layers.Dropout(dropout)(x)
-    return keras.Model(inputs, classifier_head(x), name="seed002")
+    return keras.Model(inputs, classifier_head(x), name="tutorial_cnn")
 
 
-@register_model
-def seed003(l2: float = 1e-4) -> keras.Model:
+@register_model(aliases=("seed003",))
+def deep3block(l2: float = 1e-4) -> keras.Model:
     """The deep 3-block CNN: two 3x3 convs per block (32, 96, 128) with BN, max-pool, SpatialDropout2D
     0.2; dense 1050 with L2, BN, dropout 0.5 (1.61 M params)."""
     inputs, x = digit_input()
@@ -78,11 +82,11 @@ def seed003(l2: float = 1e-4) -> keras.Model:
     x = layers.Dense(1050, activation="relu", kernel_regularizer=regularizers.l2(l2))(x)
     x = layers.BatchNormalization()(x)
     x = layers.Dropout(0.5)(x)
-    return keras.Model(inputs, classifier_head(x), name="seed003")
+    return keras.Model(inputs, classifier_head(x), name="deep3block")
 
 
-@register_model
-def seed004() -> keras.Model:
+@register_model(aliases=("seed004",))
+def small_cnn() -> keras.Model:
     """The small CNN: conv 5x5 16 -> pool -> conv 5x5 32 -> pool -> linear."""
     inputs, x = digit_input()
-    return keras.Model(inputs, classifier_head(_lenet_trunk(x, (16, 32))), name="seed004")
+    return keras.Model(inputs, classifier_head(_lenet_trunk(x, (16, 32))), name="small_cnn")
