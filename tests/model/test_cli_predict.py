@@ -1,4 +1,4 @@
-"""`digitops predict` through a real Keras model (seed004, one epoch on 2,000 MNIST digits, a few seconds):
+"""`digitops predict` through a real Keras model (small_cnn, one epoch on 2,000 MNIST digits, a few seconds):
 its rows must be the model's own answers on the same pixels after the service's normaliser."""
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def model_file(mirror, tmp_path_factory) -> Path:
         mirror / "mnist/train-images-idx3-ubyte.gz", mirror / "mnist/train-labels-idx1-ubyte.gz"
     )
     keras.utils.set_random_seed(0)
-    model = build_model("seed004")
+    model = build_model("small_cnn")
     model.compile(optimizer=keras.optimizers.Adam(0.005), loss="sparse_categorical_crossentropy")
     model.fit(images[:2000], labels[:2000], epochs=1, batch_size=64, verbose=0)
     path = tmp_path_factory.mktemp("model") / "digits.keras"

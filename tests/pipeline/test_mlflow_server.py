@@ -97,12 +97,12 @@ def test_runs_and_artifacts_go_to_the_server(server, tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
     assert configure("digitops", tmp_path) == url
     with mlflow.start_run() as run:
-        mlflow.log_params({"train.model": "seed004", "train.epochs": 2})
+        mlflow.log_params({"train.model": "small_cnn", "train.epochs": 2})
         mlflow.log_metric("test.overall.accuracy", 0.97)
         mlflow.log_text("confusion", "eval/confusion.csv")
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "mlartifacts").exists()
     fetched = MlflowClient(tracking_uri=url).get_run(run.info.run_id)
-    assert fetched.data.params == {"train.model": "seed004", "train.epochs": "2"}
+    assert fetched.data.params == {"train.model": "small_cnn", "train.epochs": "2"}
     assert fetched.data.metrics["test.overall.accuracy"] == 0.97
     stored = list((server_root / "artifacts").rglob("confusion.csv"))
     assert len(stored) == 1 and stored[0].read_text() == "confusion"  # proxied to the server's store
