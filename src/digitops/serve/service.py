@@ -39,7 +39,6 @@ from digitops.infer.classifier import load_classifier
 from digitops.infer.inputs import (
     BadInputError,
     InputLimits,
-    RequestSizeLimit,
     check_count,
     check_pixels,
     digit_from_image,
@@ -49,6 +48,7 @@ from digitops.infer.segment import read_digits
 from digitops.preprocess import MNIST_SIZE
 from digitops.serve.batcher import Batcher, OverloadedError
 from digitops.serve.feedback import feedback_dir, store_drawings
+from digitops.serve.middleware import RequestSizeLimit
 from digitops.serve.tracing import tracing_config
 
 PARAMS = load_params(os.environ.get("DIGITOPS_PARAMS", "params.yaml"))
