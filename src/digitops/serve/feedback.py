@@ -14,8 +14,8 @@ while several service workers store at once and `dvc repro` reads:
   "read the manifest, check for duplicates and conflicts, add the new lines" one step across processes,
   so two workers cannot both add the same drawing or lose each other's lines; the rename means a reader
   (ingest, without the lock) sees the old manifest or the new one, never a torn line, even if the worker
-  dies mid-write. Rewriting costs one read and write of the manifest per request (about 150 bytes per
-  drawing: 10,000 drawings are 1.5 MB), cheap next to decoding the images.
+  dies mid-write. Rewriting costs one read and write of the manifest per request (one short JSON line
+  per drawing), cheap next to decoding the images.
 - The same bytes with the same label are stored once (the later submission is reported as a duplicate);
   the same bytes with a different label are refused: a label we cannot trust must not reach training.
 """

@@ -1,9 +1,10 @@
 """OpenTelemetry spans only when something collects them.
 
 BentoML wraps every request in an OpenTelemetry span, exporter or not. With no exporter configured (its
-default) the spans go nowhere, yet building them cost ~20% of the service's throughput on single-image
-requests (docs/benchmarks.md). So the service asks BentoML to skip them, for every URL, unless a trace
-exporter is configured: then BentoML's own behaviour (and the user's `tracing.excluded_urls`) applies.
+default) the spans go nowhere, yet building them costs a noticeable share of the service's throughput on
+single-image requests (docs/benchmarks.md). So the service asks BentoML to skip them, for every URL,
+unless a trace exporter is configured: then BentoML's own behaviour (and the user's
+`tracing.excluded_urls`) applies.
 
 An exporter with `sample_rate: 0` still counts as collecting: BentoML's sampler follows the caller's
 decision, so a request from a sampled upstream trace is recorded whatever the rate.

@@ -1,0 +1,87 @@
+"""What the service's `@bentoml.api` methods take and answer: upload validators and response schemas.
+
+The validators replace BentoML's own image decoding (which answers unreadable bytes with a 500): they raise
+`BadInputError`, a ValueError, which pydantic turns into a validation error and BentoML into a 400 with its
+message. Each file is checked while its request is parsed, so a bad file never fails a batch it would have
+shared with other requests.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from PIL import Image
+from pydantic import BaseModel, WrapValidator
+
+from digitops.infer.inputs import BadInputError, check_count, check_pixels, digit_from_image, open_image
+from digitops.serve.settings import LIMITS
+
+# The responses' media type, declared on each API so that BentoML does not rebuild the output's JSON schema
+# for every response to find it (docs/benchmarks.md).
+JSON = "application/json"
+
+
+def _digit_image(value: Any, handler: Any) -> Image.Image:
+    """Validates one upload (file, bytes or PIL image) into the normalised (28, 28) digit, as an 'L' image."""
+    return Image.fromarray(digit_from_image(_photo(value, handler)), mode="L")
+
+
+def _image_list(value: Any, handler: Any) -> list[Image.Image]:
+    """Checks the count before any image is decoded, then validates each image."""
+    if isinstance(value, list):
+        check_count(len(value), LIMITS)
+    return handler(value)
+
+
+def _upload_bytes(value: Any, _handler: Any) -> bytes:
+    """An uploaded file's bytes, undecoded, read to one byte past the limit (`open_image` refuses more)."""
+    if isinstance(value, bytes):
+        return value
+    if hasattr(value, "file"):  # an uploaded file (starlette UploadFile)
+        value.file.seek(0)
+        return value.file.read(LIMITS.max_bytes + 1)
+    raise BadInputError("expected an image file (multipart upload)")
+
+
+def _photo(value: Any, handler: Any) -> Image.Image:
+    """Validates one upload (file, bytes or PIL image) into a decoded PIL image, within the size limits."""
+    if isinstance(value, Image.Image):
+        check_pixels(value, LIMITS)
+        return value
+    return open_image(_upload_bytes(value, handler), LIMITS)
+
+
+DigitImage = Annotated[Image.Image, WrapValidator(_digit_image)]
+Photo = Annotated[Image.Image, WrapValidator(_photo)]
+UploadedFile = Annotated[Image.Image, WrapValidator(_upload_bytes)]  # a multipart file part, as bytes
+DigitImages = Annotated[list[DigitImage], WrapValidator(_image_list)]
+UploadedFiles = Annotated[list[UploadedFile], WrapValidator(_image_list)]
+
+
+class Prediction(BaseModel):
+    digit: int  # 0-9
+    confidence: float  # the probability of `digit`
+    probabilities: list[float]  # one per class, indexed by digit
+    model_version: str  # registered model and version, e.g. "digits/3"
+
+
+class ReadDigitOut(BaseModel):
+    digit: int
+    confidence: float
+    box: tuple[int, int, int, int]  # x, y, width, height in the photo's pixels
+
+
+class Reading(BaseModel):
+    text: str  # the digits in reading order, lines separated by a newline ("" when none were found)
+    digits: list[ReadDigitOut]
+    model_version: str
+
+
+class StoredFeedback(BaseModel):
+    sha256: str  # the stored PNG's content hash (its file name in the feedback folder)
+    label: int
+    duplicate: bool  # already in the folder with this label: stored once
+
+
+class FeedbackReceipt(BaseModel):
+    stored: list[StoredFeedback]
