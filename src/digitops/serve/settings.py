@@ -21,8 +21,4 @@ PARAMS = load_params(os.environ.get("DIGITOPS_PARAMS", "params.yaml"))
 SERVE = PARAMS.serve
 MODEL_TAG = os.environ.get("DIGITOPS_BENTO_MODEL", "digits:latest")
 FEEDBACK_DIR = feedback_dir(default=PARAMS.base.paths.feedback)
-LIMITS = InputLimits(
-    max_images=SERVE.max_images_per_request,
-    max_bytes=SERVE.max_image_bytes,
-    max_pixels=SERVE.max_image_pixels,
-)
+LIMITS = InputLimits.from_serve(SERVE)
