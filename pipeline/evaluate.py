@@ -1,6 +1,8 @@
-"""Stage evaluate: the candidate on <prepared>/test.npz -> <metrics>/eval.json (per source, overall,
-robustness), <plots>/eval/{confusion.csv, confusion.png, misclassified.png}. Logs into the MLflow run
-that train started."""
+"""Stage evaluate: the candidate on <prepared>/test.npz -> <metrics>/eval.json (per source and overall,
+each with per-digit figures and top confusions; real_world; robustness), <plots>/eval/{confusion.csv,
+confusion.png, misclassified.png}. Logs into the MLflow run that train started: the numbers as metrics
+(test.<source>.accuracy, test.<source>.digits.<d>.accuracy, real_world.accuracy, robustness.<name>), the
+plots, and eval.json itself as the artifact metrics/eval.json (which holds the confusions)."""
 
 from __future__ import annotations
 
@@ -17,6 +19,10 @@ import pandas as pd
 from digitops.config import load_params
 from digitops.errors import run_stage
 from digitops.evaluate import (
+    OVERALL,
+    REAL_WORLD,
+    ROBUSTNESS,
+    SUMMARIES,
     confusion_counts,
     evaluation_report,
     plot_confusion,
@@ -24,7 +30,7 @@ from digitops.evaluate import (
     robustness,
 )
 from digitops.io import atomic_dir, load_npz, write_json
-from digitops.tracking import flatten
+from digitops.tracking import metric_values
 from digitops.train import predict_probabilities
 
 
@@ -42,14 +48,22 @@ def main() -> None:
     probabilities = predict(images)
     predicted = probabilities.argmax(axis=1)
     robust = robustness(predict, images, labels, settings.robustness, params.base.seed)
-    report = evaluation_report(probabilities, labels, sources, robust, settings.calibration_bins)
+    report = evaluation_report(
+        probabilities,
+        labels,
+        sources,
+        robust,
+        settings.calibration_bins,
+        settings.lab_sources,
+        settings.top_confusions,
+    )
 
     plots_dir = paths.plots / "eval"
     with atomic_dir(plots_dir) as out_dir:
         pd.DataFrame({"actual": labels, "predicted": predicted}).to_csv(
             out_dir / "confusion.csv", index=False
         )
-        overall = report["overall"]["accuracy"]
+        overall = report[OVERALL]["accuracy"]
         plot_confusion(confusion_counts(labels, predicted), f"test accuracy {overall:.4f}").savefig(
             out_dir / "confusion.png", dpi=120
         )
@@ -58,13 +72,21 @@ def main() -> None:
         )
     mlflow.set_tracking_uri(run["tracking_uri"])
     with mlflow.start_run(run_id=run["run_id"]):
-        metrics = flatten({key: value for key, value in report.items() if key != "robustness"}, "test.")
-        metrics.update(flatten(report["robustness"], "robustness."))
-        mlflow.log_metrics({name: float(value) for name, value in metrics.items()})
+        figures = {key: value for key, value in report.items() if key not in SUMMARIES}
+        metrics = metric_values(figures, "test.")
+        metrics.update(metric_values(report[ROBUSTNESS], f"{ROBUSTNESS}."))
+        if report[REAL_WORLD] is not None:
+            metrics.update(metric_values(report[REAL_WORLD], f"{REAL_WORLD}."))
+            mlflow.set_tag(f"{REAL_WORLD}.worst_source", report[REAL_WORLD]["worst_source"])
+        mlflow.log_metrics(metrics)
+        mlflow.log_dict(report, "metrics/eval.json")
         mlflow.log_artifacts(str(plots_dir), artifact_path="eval")
         mlflow.log_artifact(str(paths.plots / "train" / "history.csv"), artifact_path="train")
     write_json(paths.metrics / "eval.json", report)
-    print(json.dumps({name: report[name]["accuracy"] for name in report if name != "robustness"}, indent=2))
+    summary = {name: figures["accuracy"] for name, figures in report.items() if name not in SUMMARIES}
+    if report[REAL_WORLD] is not None:
+        summary[REAL_WORLD] = report[REAL_WORLD]["accuracy"]
+    print(json.dumps(summary, indent=2))
 
 
 if __name__ == "__main__":

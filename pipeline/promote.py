@@ -17,7 +17,7 @@ from digitops.config import load_params
 from digitops.errors import run_stage
 from digitops.infer.classifier import load_classifier
 from digitops.io import load_npz, write_json
-from digitops.promote import KnownAnswers, promote_candidate
+from digitops.promote import KnownAnswers, gate_metrics, promote_candidate
 from digitops.sampling import stratified_sample
 
 
@@ -37,7 +37,7 @@ def main() -> None:
     mlflow.set_tracking_uri(run["tracking_uri"])
     report = promote_candidate(
         run["run_id"],
-        {source: values for source, values in evaluation.items() if source != "robustness"},
+        gate_metrics(evaluation, test["sources"]),
         known,
         test,
         params.promote,

@@ -1,9 +1,10 @@
-"""Evaluation on arrays: accuracy, macro-F1 and calibration per source and overall, the confusion matrix,
-and robustness to rotations, shifts, noise and inverted colours. Plots are drawn by `plots_*`."""
+"""Evaluation on arrays: accuracy, macro-F1 and calibration per source and overall, accuracy per digit,
+the most frequent confusions, a summary over the real-world sources, the confusion matrix, and robustness
+to rotations, shifts, noise and inverted colours. Plots are drawn by `plot_*`."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -15,6 +16,11 @@ from digitops.digits import NUM_CLASSES
 from digitops.sampling import stratified_sample
 
 Predict = Callable[[np.ndarray], np.ndarray]  # (N, 28, 28) uint8 -> (N, 10) probabilities
+
+OVERALL = "overall"  # the key of the figures over every source together
+REAL_WORLD = "real_world"  # the key of the summary over the sources that are not lab sources
+ROBUSTNESS = "robustness"
+SUMMARIES = (REAL_WORLD, ROBUSTNESS)  # keys of metrics/eval.json that are not per-source figures
 
 
 def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int) -> float:
@@ -34,8 +40,26 @@ def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bi
     return float(error)
 
 
-def classification_metrics(probabilities: np.ndarray, labels: np.ndarray, bins: int) -> dict[str, float]:
-    """accuracy, macro_f1, ece and count for one set of predictions."""
+def digit_metrics(labels: np.ndarray, predicted: np.ndarray) -> dict[str, dict[str, float]]:
+    """Accuracy (the share of that digit read right) and count of each digit present in `labels`.
+
+    Keys are the digits as text ("0" ... "9"), as JSON keys are. A digit absent from `labels` has no
+    entry: its accuracy is undefined.
+
+    Args:
+        labels, predicted: (N,) int.
+    """
+    counts = np.bincount(labels, minlength=NUM_CLASSES)
+    right = np.bincount(labels[predicted == labels], minlength=NUM_CLASSES)
+    return {
+        str(digit): {"accuracy": float(right[digit] / counts[digit]), "count": int(counts[digit])}
+        for digit in range(NUM_CLASSES)
+        if counts[digit]
+    }
+
+
+def classification_metrics(probabilities: np.ndarray, labels: np.ndarray, bins: int) -> dict[str, Any]:
+    """accuracy, macro_f1, ece, count and `digits` (digit_metrics) for one set of predictions."""
     predicted = probabilities.argmax(axis=1)
     return {
         "accuracy": float((predicted == labels).mean()),
@@ -44,19 +68,62 @@ def classification_metrics(probabilities: np.ndarray, labels: np.ndarray, bins: 
         ),
         "ece": expected_calibration_error(probabilities, labels, bins),
         "count": len(labels),
+        "digits": digit_metrics(labels, predicted),
     }
 
 
 def metrics_by_source(
     probabilities: np.ndarray, labels: np.ndarray, sources: np.ndarray, bins: int
-) -> dict[str, dict[str, float]]:
-    """classification_metrics for each source (by name) and for all of them ("overall")."""
+) -> dict[str, dict[str, Any]]:
+    """classification_metrics for each source (by name, in order of appearance) and for all of them
+    (OVERALL)."""
     results = {
         str(source): classification_metrics(probabilities[sources == source], labels[sources == source], bins)
         for source in dict.fromkeys(sources.tolist())
     }
-    results["overall"] = classification_metrics(probabilities, labels, bins)
+    results[OVERALL] = classification_metrics(probabilities, labels, bins)
     return results
+
+
+def top_confusions(labels: np.ndarray, predicted: np.ndarray, limit: int) -> list[dict[str, int]]:
+    """The `limit` most frequent mistakes as {"true", "predicted", "count"}, most frequent first.
+
+    Ties are listed by true digit, then predicted digit; pairs never confused are left out.
+    """
+    counts = confusion_counts(labels, predicted)
+    np.fill_diagonal(counts, 0)  # right answers are not confusions
+    # A stable sort of the negated counts keeps tied pairs in (true, predicted) order.
+    order = np.argsort(-counts, axis=None, kind="stable")[:limit]
+    return [
+        {"true": int(true), "predicted": int(guess), "count": int(counts[true, guess])}
+        for true, guess in zip(*np.unravel_index(order, counts.shape), strict=True)
+        if counts[true, guess]
+    ]
+
+
+def real_world_summary(
+    labels: np.ndarray, predicted: np.ndarray, sources: np.ndarray, lab_sources: Sequence[str]
+) -> dict[str, Any] | None:
+    """Accuracy over the test digits of every source outside `lab_sources`, pooled, and the worst of them.
+
+    Returns:
+        {"sources": [...], "count", "accuracy" (pooled), "worst_source", "worst_accuracy"}, or None when
+        every test digit comes from a lab source (there is nothing to summarise).
+    """
+    names = [str(name) for name in dict.fromkeys(sources.tolist()) if name not in lab_sources]
+    if not names:
+        return None
+    right = predicted == labels
+    accuracy = {name: float(right[sources == name].mean()) for name in names}
+    worst = min(names, key=accuracy.__getitem__)  # ties: the first in the split's order
+    pooled = np.isin(sources, names)
+    return {
+        "sources": names,
+        "count": int(pooled.sum()),
+        "accuracy": float(right[pooled].mean()),
+        "worst_source": worst,
+        "worst_accuracy": accuracy[worst],
+    }
 
 
 def rotate(images: np.ndarray, degrees: float) -> np.ndarray:
@@ -125,7 +192,9 @@ def plot_confusion(counts: np.ndarray, title: str) -> Any:
         if count:
             colour = "white" if count > counts.max() / 3 else "black"
             axes.text(col, row, str(count), ha="center", va="center", fontsize=7, color=colour)
-    axes.set(xticks=range(10), yticks=range(10), xlabel="predicted", ylabel="true", title=title)
+    axes.set(
+        xticks=range(NUM_CLASSES), yticks=range(NUM_CLASSES), xlabel="predicted", ylabel="true", title=title
+    )
     figure.colorbar(shown, ax=axes, label="log(1 + count)")
     figure.tight_layout()
     return figure
@@ -162,9 +231,23 @@ def evaluation_report(
     sources: np.ndarray,
     robustness_accuracy: Mapping[str, float],
     bins: int,
+    lab_sources: Sequence[str],
+    confusions: int,
 ) -> dict[str, Any]:
-    """metrics/eval.json: {<source>: {...}, "overall": {...}, "robustness": {...}}."""
-    return {
-        **metrics_by_source(probabilities, labels, sources, bins),
-        "robustness": dict(robustness_accuracy),
-    }
+    """metrics/eval.json: {<source>: {...}, "overall": {...}, "real_world": {...} or null, "robustness": ...}.
+
+    Each source and "overall" holds accuracy, macro_f1, ece, count, `digits` (per digit: accuracy, count)
+    and `confusions` (the `confusions` most frequent mistakes). "real_world" is real_world_summary: null
+    when the test split has only lab sources.
+
+    Args:
+        probabilities: (N, 10); labels: (N,) int; sources: (N,) str.
+    """
+    report = metrics_by_source(probabilities, labels, sources, bins)
+    predicted = probabilities.argmax(axis=1)
+    for name, figures in report.items():
+        members = np.ones(len(labels), bool) if name == OVERALL else sources == name
+        figures["confusions"] = top_confusions(labels[members], predicted[members], confusions)
+    report[REAL_WORLD] = real_world_summary(labels, predicted, sources, lab_sources)
+    report[ROBUSTNESS] = dict(robustness_accuracy)
+    return report

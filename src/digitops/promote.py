@@ -11,7 +11,7 @@ last: an error at any earlier step leaves the champion untouched.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,14 +20,14 @@ import numpy as np
 
 from digitops.config import PromoteParams
 from digitops.errors import DigitopsError
-from digitops.evaluate import metrics_by_source
+from digitops.evaluate import OVERALL, metrics_by_source
 from digitops.infer.classifier import Classifier, load_classifier
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
-OVERALL = "overall"
 
-Metrics = Mapping[str, Mapping[str, float]]  # {"mnist": {"accuracy": ...}, ..., "overall": {...}}
+# {"mnist": {"accuracy": ..., "digits": {"1": {"accuracy": ..., "count": ...}, ...}}, ..., "overall": {...}}
+Metrics = Mapping[str, Mapping[str, Any]]
 
 
 class PromotionError(DigitopsError):
@@ -41,16 +41,24 @@ class Decision:
 
 
 def should_promote(candidate: Metrics, champion: Metrics | None, policy: PromoteParams) -> Decision:
-    """The gate. Never promotes a model that is worse than the champion.
+    """The gate. Never promotes a model that is worse than the champion, overall, on a source or on a digit.
 
-    Checks, on `policy.metric` (higher is better):
-    - floors: each source named in `policy.floors` (and "overall") reaches its floor;
-    - against a champion (when there is one): overall gains at least `policy.min_improvement`, and no
-      source measured for both loses more than `policy.max_source_regression`.
+    Checks, on `policy.metric` (higher is better) unless said otherwise:
+    - floors: each source named in `policy.floors` (and "overall") reaches its floor; a floor for a source
+      the candidate was not measured on is skipped;
+    - against a champion (when there is one): overall gains at least `policy.min_improvement`; every source
+      the candidate was measured on, with a floor or not, loses at most `policy.max_source_regression`;
+      and on every such source, each digit with at least `policy.min_digit_support` test digits loses at
+      most `policy.max_digit_regression` of its accuracy (the share of that digit read right, whatever
+      `policy.metric` is). A source or digit the champion has no figures for fails: it cannot be compared.
 
     Args:
-        candidate: the candidate's metrics per source and "overall".
+        candidate: the candidate's metrics per source and "overall", each with `digits` (evaluate's
+            metrics_by_source).
         champion: the champion's metrics on the same test digits, or None when there is no champion.
+
+    Returns:
+        The decision, with one reason per check; a failing one names its source (and digit).
     """
     metric = policy.metric
     passed: list[bool] = []
@@ -60,30 +68,101 @@ def should_promote(candidate: Metrics, champion: Metrics | None, policy: Promote
         passed.append(ok)
         reasons.append(f"{'pass' if ok else 'FAIL'}: {text}")
 
+    def skip(text: str) -> None:
+        reasons.append(f"skip: {text}")
+
     for source, floor in sorted(policy.floors.items()):
         if source not in candidate:
-            reasons.append(f"skip: floor for {source}, which is not in this data mix")
+            skip(f"floor for {source}, which is not in this data mix")
             continue
         value = candidate[source][metric]
         check(value >= floor, f"{source} {metric} {value:.4f} vs floor {floor:.4f}")
     if champion is None:
         reasons.append("no champion yet: the floors decide")
-    else:
-        gain = candidate[OVERALL][metric] - champion[OVERALL][metric]
+        return Decision(promote=all(passed), reasons=tuple(reasons))
+
+    gain = candidate[OVERALL][metric] - champion[OVERALL][metric]
+    check(
+        gain >= policy.min_improvement,
+        f"overall {metric} {candidate[OVERALL][metric]:.4f} vs champion {champion[OVERALL][metric]:.4f}: "
+        f"gain {gain:+.4f}, required {policy.min_improvement:+.4f}",
+    )
+    for source in sorted(set(candidate) - {OVERALL}):
+        if source not in champion:
+            check(False, f"{source}: the champion was not measured on it, so it cannot be compared")
+            continue
+        change = candidate[source][metric] - champion[source][metric]
         check(
-            gain >= policy.min_improvement,
-            f"overall {metric} {candidate[OVERALL][metric]:.4f} vs champion {champion[OVERALL][metric]:.4f}: "
-            f"gain {gain:+.4f}, required {policy.min_improvement:+.4f}",
+            change >= -policy.max_source_regression,
+            f"{source} {metric} {candidate[source][metric]:.4f} vs champion "
+            f"{champion[source][metric]:.4f}: change {change:+.4f}, "
+            f"largest drop allowed {policy.max_source_regression:.4f}",
         )
-        for source in sorted(set(candidate) & set(champion) - {OVERALL}):
-            change = candidate[source][metric] - champion[source][metric]
-            check(
-                change >= -policy.max_source_regression,
-                f"{source} {metric} {candidate[source][metric]:.4f} vs champion "
-                f"{champion[source][metric]:.4f}: change {change:+.4f}, "
-                f"largest drop allowed {policy.max_source_regression:.4f}",
-            )
+        _digit_checks(source, candidate[source], champion[source], policy, check, skip)
     return Decision(promote=all(passed), reasons=tuple(reasons))
+
+
+def gate_metrics(evaluation: Mapping[str, Any], sources: np.ndarray) -> dict[str, Any]:
+    """The gate's view of metrics/eval.json: the figures of each source of the test split, and "overall".
+
+    Args:
+        evaluation: metrics/eval.json (per source, "overall", and summaries the gate does not read).
+        sources: (N,) str, the test split's source of each digit.
+
+    Raises:
+        PromotionError: eval.json has no figures for a source of the test split (it is stale).
+    """
+    names = [*dict.fromkeys(str(name) for name in sources.tolist()), OVERALL]
+    missing = [name for name in names if name not in evaluation]
+    if missing:
+        raise PromotionError(
+            f"metrics/eval.json has no figures for {missing}, which the test split holds: run evaluate again"
+        )
+    return {name: evaluation[name] for name in names}
+
+
+def _digit_checks(
+    source: str,
+    candidate: Mapping[str, Any],
+    champion: Mapping[str, Any],
+    policy: PromoteParams,
+    check: Callable[[bool, str], None],
+    skip: Callable[[str], None],
+) -> None:
+    """The per-digit regression checks of one source: a FAIL per digit that loses too much, naming it;
+    one pass for the digits that do not, with the largest change; a skip for digits with too few tests."""
+    limit, support = policy.max_digit_regression, policy.min_digit_support
+    ours, theirs = candidate.get("digits"), champion.get("digits")
+    if ours is None or theirs is None:
+        whose = "candidate" if ours is None else "champion"
+        check(False, f"{source}: no per-digit figures for the {whose}, so its digits cannot be compared")
+        return
+    digits = sorted(ours, key=int)
+    few = [digit for digit in digits if ours[digit]["count"] < support]
+    if few:
+        skip(f"{source} digit(s) {', '.join(few)}: under {support} test digits each, too few to compare")
+    kept: dict[str, float] = {}  # digit -> change, for those within the limit
+    for digit in (digit for digit in digits if ours[digit]["count"] >= support):
+        if digit not in theirs:
+            check(False, f"{source} digit {digit}: the champion was not measured on it")
+            continue
+        change = ours[digit]["accuracy"] - theirs[digit]["accuracy"]
+        if change < -limit:
+            check(
+                False,
+                f"{source} digit {digit} accuracy {ours[digit]['accuracy']:.4f} vs champion "
+                f"{theirs[digit]['accuracy']:.4f} ({ours[digit]['count']} test digits): change "
+                f"{change:+.4f}, largest drop allowed {limit:.4f}",
+            )
+        else:
+            kept[digit] = change
+    if kept:
+        worst = min(kept, key=kept.__getitem__)
+        check(
+            True,
+            f"{source} digit(s) {', '.join(kept)}: none loses more than {limit:.4f} accuracy "
+            f"(largest change: digit {worst}, {kept[worst]:+.4f})",
+        )
 
 
 @dataclass(frozen=True)
@@ -209,10 +288,11 @@ def _register(client, name: str, run_id: str, metrics: Metrics) -> str:
     )
     if not logged:
         raise PromotionError(f"MLflow run {run_id} has no logged model to register")
-    tags = {
+    tags = {  # the headline figures only: per-digit ones and confusions stay in the run's eval.json
         f"metric.{source}.{key}": f"{value:.6g}"
         for source, values in metrics.items()
         for key, value in values.items()
+        if isinstance(value, int | float)
     }
     version = mlflow.register_model(logged[0].model_uri, name, tags={**tags, "validation_status": "pending"})
     return str(version.version)

@@ -48,6 +48,16 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def metric_values(tree: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
+    """The numbers of a nested report as MLflow metrics: {"mnist": {"accuracy": 0.99, "confusions": [...]}}
+    -> {"mnist.accuracy": 0.99}. Lists, text and nulls are left out (MLflow metrics are numbers only)."""
+    return {
+        name: float(value)
+        for name, value in flatten(tree, prefix).items()
+        if isinstance(value, int | float) and not isinstance(value, bool)
+    }
+
+
 def run_tags(root: Path, data_files: Iterable[Path]) -> dict[str, str]:
     """What the run was made from: the git commit, the DVC experiment, the SHA-256 of each data file."""
     data_hashes = {f"data.{path.name}.sha256": file_sha256(path) for path in data_files}

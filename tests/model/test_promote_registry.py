@@ -81,6 +81,10 @@ def _policy(**changes) -> PromoteParams:
         metric="accuracy",
         min_improvement=0.01,
         max_source_regression=0.0,
+        # Every digit of the fake split (15 or 5 per source) is checked; the fitted model reads each far
+        # better than chance, so only the per-digit check's plumbing is exercised here.
+        max_digit_regression=0.5,
+        min_digit_support=1,
         floors={"overall": 0.0},
         known_answers=32,
     )
@@ -117,6 +121,10 @@ def test_a_better_candidate_takes_the_alias(store, test_split, weak_and_strong):
     _promote(weak, test_split, policy)
     run_id, report = _promote(strong, test_split, policy)
     assert report["promoted"] and report["champion_before"]["version"] == "1"
+    # The champion's re-evaluation carries per-digit figures, so every source's digits were compared.
+    assert report["champion_before"]["metrics_on_this_test_split"]["usps"]["digits"]["1"]["count"] == 5
+    assert sum(reason.startswith("pass: mnist digit(s) 0, 1, 2") for reason in report["reasons"]) == 1
+    assert sum(reason.startswith("pass: usps digit(s) 0, 1, 2") for reason in report["reasons"]) == 1
     assert _alias(policy.registered_model, "champion").run_id == run_id
 
 

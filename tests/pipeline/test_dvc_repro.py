@@ -91,14 +91,21 @@ def test_train_and_evaluate_fill_one_mlflow_run(repo):
     assert run.data.params["ingest.max_per_split"] == str(CAP)
     assert len(client.get_metric_history(run_id, "epoch.val_accuracy")) == 3
     evaluation = json.loads((repo / "metrics/eval.json").read_text())
-    assert set(evaluation) == {"mnist", "usps", "overall", "robustness"}
+    assert set(evaluation) == {"mnist", "usps", "overall", "real_world", "robustness"}
+    assert evaluation["real_world"] is None  # mnist and usps are both lab sources
     assert evaluation["mnist"]["count"] == CAP and evaluation["overall"]["count"] == 2 * CAP
+    assert sum(entry["count"] for entry in evaluation["usps"]["digits"].values()) == CAP
+    assert len(evaluation["usps"]["confusions"]) <= 5
     assert run.data.metrics["test.overall.accuracy"] == pytest.approx(evaluation["overall"]["accuracy"])
+    assert run.data.metrics["test.usps.digits.1.accuracy"] == pytest.approx(
+        evaluation["usps"]["digits"]["1"]["accuracy"]
+    )
     assert evaluation["overall"]["accuracy"] > 0.7  # 3 epochs on 1,800 digits: far above chance (0.1)
     assert "robustness.rotate_30" in run.data.metrics and "robustness.inverted" in run.data.metrics
     assert len(run.data.tags["data.train.npz.sha256"]) == 64
     artifacts = {item.path for item in client.list_artifacts(run_id, "eval")}
     assert artifacts == {"eval/confusion.csv", "eval/confusion.png", "eval/misclassified.png"}
+    assert [item.path for item in client.list_artifacts(run_id, "metrics")] == ["metrics/eval.json"]
     assert (repo / "mlartifacts").is_dir()
     models = client.search_logged_models(experiment_ids=[run.info.experiment_id])
     assert [model.source_run_id for model in models] == [run_id]

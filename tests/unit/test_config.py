@@ -49,6 +49,21 @@ def test_unknown_source_lists_the_known_ones(tmp_path, params_dict):
         _load(tmp_path, params_dict)
 
 
+def test_a_floor_may_name_overall_or_any_registry_source_and_nothing_else(tmp_path, params_dict):
+    params_dict["promote"]["floors"] = {"overall": 0.9, "drawings": 0.9, "emnist-digits": 0.9}
+    assert _load(tmp_path, params_dict).promote.floors["drawings"] == 0.9
+    params_dict["promote"]["floors"] = {"overall": 0.9, "mnsit": 0.9}
+    with pytest.raises(ConfigError, match=r"promote\.floors: .*floor for unknown source\(s\) \['mnsit'\]"):
+        _load(tmp_path, params_dict)
+
+
+def test_lab_sources_must_be_registry_sources(tmp_path, params_dict):
+    assert load_params(REPO_ROOT / "params.yaml").evaluate.lab_sources == ("mnist", "usps")
+    params_dict["evaluate"]["lab_sources"] = ["mnist", "nist"]
+    with pytest.raises(ConfigError, match=r"evaluate\.lab_sources: .*unknown source\(s\) \['nist'\]"):
+        _load(tmp_path, params_dict)
+
+
 @pytest.mark.parametrize(
     ("section", "key", "value", "message"),
     [
@@ -60,6 +75,10 @@ def test_unknown_source_lists_the_known_ones(tmp_path, params_dict):
         ("ingest", "sources", [], r"ingest\.sources"),
         ("ingest", "sources", ["usps", "usps"], "listed twice"),
         ("base", "seed", "abc", r"base\.seed"),
+        ("promote", "max_digit_regression", 1.5, r"promote\.max_digit_regression"),
+        ("promote", "min_digit_support", 0, r"promote\.min_digit_support"),
+        ("evaluate", "top_confusions", 0, r"evaluate\.top_confusions"),
+        ("evaluate", "lab_sources", ["usps", "usps"], "listed twice"),
     ],
 )
 def test_invalid_values(tmp_path, params_dict, section, key, value, message):

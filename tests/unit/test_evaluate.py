@@ -7,13 +7,17 @@ from digitops.config import RobustnessParams
 from digitops.evaluate import (
     add_noise,
     confusion_counts,
+    digit_metrics,
+    evaluation_report,
     expected_calibration_error,
     metrics_by_source,
     plot_confusion,
     plot_misclassified,
+    real_world_summary,
     robustness,
     rotate,
     shift,
+    top_confusions,
 )
 from tests.fakes import interim_arrays
 
@@ -46,6 +50,86 @@ def test_metrics_by_source_and_overall():
     assert results["usps"]["accuracy"] == 0.75 and results["usps"]["count"] == 20
     assert results["overall"]["accuracy"] == pytest.approx(35 / 40)
     assert 0 < results["usps"]["macro_f1"] < 1
+
+
+def test_metrics_by_source_carries_the_per_digit_figures():
+    labels = np.arange(40) % 10
+    sources = np.array(["mnist"] * 20 + ["usps"] * 20)
+    predicted = labels.copy()
+    predicted[[21, 31]] = 7  # both usps 1s read as 7
+    results = metrics_by_source(_one_hot(predicted), labels, sources, 10)
+    assert results["usps"]["digits"]["1"] == {"accuracy": 0.0, "count": 2}
+    assert results["usps"]["digits"]["7"] == {"accuracy": 1.0, "count": 2}
+    assert results["mnist"]["digits"]["1"] == {"accuracy": 1.0, "count": 2}
+    assert results["overall"]["digits"]["1"] == {"accuracy": 0.5, "count": 4}
+
+
+def test_digit_metrics_on_known_answers():
+    labels = np.array([1, 1, 1, 1, 7, 7, 9], np.uint8)
+    predicted = np.array([1, 7, 7, 1, 7, 1, 9])
+    assert digit_metrics(labels, predicted) == {
+        "1": {"accuracy": 0.5, "count": 4},
+        "7": {"accuracy": 0.5, "count": 2},
+        "9": {"accuracy": 1.0, "count": 1},
+    }  # digits absent from the labels have no entry: their accuracy is undefined
+
+
+def test_top_confusions_most_frequent_first_ties_in_digit_order_right_answers_left_out():
+    labels = np.array([1, 1, 1, 9, 9, 9, 7, 7, 4, 4, 2, 0, 0, 0], np.uint8)
+    predicted = np.array([7, 7, 7, 8, 3, 8, 4, 2, 9, 9, 2, 0, 0, 0])
+    assert top_confusions(labels, predicted, 4) == [
+        {"true": 1, "predicted": 7, "count": 3},
+        {"true": 4, "predicted": 9, "count": 2},
+        {"true": 9, "predicted": 8, "count": 2},
+        {"true": 7, "predicted": 2, "count": 1},
+    ]
+    assert len(top_confusions(labels, predicted, 10)) == 6  # only the six pairs ever confused
+    assert top_confusions(labels, labels, 5) == []
+
+
+def test_real_world_summary_pools_every_source_outside_the_lab_and_names_the_worst():
+    sources = np.array(["mnist"] * 4 + ["drawings"] * 4 + ["emnist-digits"] * 2)
+    labels = np.arange(10) % 10
+    predicted = labels.copy()
+    predicted[[1, 2]] = 0  # mnist: 2 of 4 right, but a lab source
+    predicted[4] = 0  # drawings: 3 of 4 right
+    predicted[9] = 0  # emnist-digits: 1 of 2 right, the worst
+    summary = real_world_summary(labels, predicted, sources, ("mnist", "usps"))
+    assert summary == {
+        "sources": ["drawings", "emnist-digits"],
+        "count": 6,
+        "accuracy": pytest.approx(4 / 6),
+        "worst_source": "emnist-digits",
+        "worst_accuracy": 0.5,
+    }
+    # The lab sources come from the parameter: listed there, emnist-digits is no longer real-world.
+    assert real_world_summary(labels, predicted, sources, ("mnist", "emnist-digits"))["sources"] == [
+        "drawings"
+    ]
+    assert real_world_summary(labels, predicted, np.array(["mnist"] * 10), ("mnist", "usps")) is None
+
+
+def test_evaluation_report_layout():
+    labels = np.arange(30) % 10
+    sources = np.array(["mnist"] * 10 + ["usps"] * 10 + ["drawings"] * 10)
+    predicted = labels.copy()
+    predicted[21] = 7  # a drawings 1 read as 7
+    predicted[3] = 8  # an mnist 3 read as 8
+    report = evaluation_report(_one_hot(predicted), labels, sources, {"clean": 1.0}, 10, ("mnist", "usps"), 5)
+    assert list(report) == ["mnist", "usps", "drawings", "overall", "real_world", "robustness"]
+    assert report["drawings"]["confusions"] == [{"true": 1, "predicted": 7, "count": 1}]
+    assert report["usps"]["confusions"] == []
+    assert report["overall"]["confusions"] == [
+        {"true": 1, "predicted": 7, "count": 1},
+        {"true": 3, "predicted": 8, "count": 1},
+    ]
+    assert report["drawings"]["digits"]["1"] == {"accuracy": 0.0, "count": 1}
+    assert report["real_world"]["accuracy"] == 0.9 and report["real_world"]["worst_source"] == "drawings"
+    assert report["robustness"] == {"clean": 1.0}
+    lab_only = evaluation_report(
+        _one_hot(labels[:20]), labels[:20], sources[:20], {}, 10, ("mnist", "usps"), 5
+    )
+    assert lab_only["real_world"] is None
 
 
 def test_confusion_counts_rows_are_true_digits():

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
-from digitops.tracking import EpochMetrics, configure, flatten, run_tags
+from digitops.tracking import EpochMetrics, configure, flatten, metric_values, run_tags
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +69,30 @@ def test_flatten_params():
         "train.model_kwargs": {},
         "base.paths.raw": "data/raw",
     }
+
+
+def test_metric_values_keep_the_numbers_of_a_report_and_log_as_mlflow_metrics(active):
+    report = {
+        "mnist": {
+            "accuracy": 0.99,
+            "count": 20,
+            "digits": {"1": {"accuracy": 0.5, "count": 2}},
+            "confusions": [{"true": 1, "predicted": 7, "count": 1}],
+        },
+        "flag": True,
+        "worst_source": "mnist",
+        "nothing": None,
+    }
+    metrics = metric_values(report, "test.")
+    assert metrics == {
+        "test.mnist.accuracy": 0.99,
+        "test.mnist.count": 20.0,
+        "test.mnist.digits.1.accuracy": 0.5,
+        "test.mnist.digits.1.count": 2.0,
+    }
+    with mlflow.start_run() as run:
+        mlflow.log_metrics(metrics)
+    assert MlflowClient().get_run(run.info.run_id).data.metrics["test.mnist.digits.1.accuracy"] == 0.5
 
 
 def test_run_tags_fingerprint_data_and_code(tmp_path):
