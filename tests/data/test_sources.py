@@ -8,7 +8,7 @@ import pytest
 from digitops.config import load_params
 from digitops.data.fetch import fetch_source_files
 from digitops.data.ingest import ingest_source
-from digitops.data.sources import SOURCES, expected_counts, get_source
+from digitops.data.sources import SOURCES, WHOLE, expected_counts, get_source
 from digitops.preprocess import normalize_digits
 from digitops.validate import check_sources
 from tests.fakes import REPO_ROOT
@@ -24,8 +24,11 @@ def test_registry_checksums_match_the_published_list(mirror):
     for line in (mirror / "SHA256SUMS").read_text().splitlines():
         digest, name = line.split(maxsplit=1)
         published[name.removeprefix("./")] = digest
-    for name in (*DEFAULT_MIX, "optdigits-orig"):  # bhmsds: its members, inside the tar (test_bhmsds.py)
-        for remote in get_source(name).files:
+    # Files published on their own; archive members (bhmsds' images, inside its tar) are checked against
+    # the registry in test_bhmsds.py.
+    for name in (*DEFAULT_MIX, "optdigits-orig"):
+        loose = [remote for remote in get_source(name).files if remote.archive is None]
+        for remote in loose:
             assert published[f"{name}/{remote.name}"] == remote.sha256
 
 
@@ -42,7 +45,11 @@ def capped(mirror, tmp_path_factory):
     cache = tmp_path_factory.mktemp("cache")
     return {
         name: ingest_source(
-            get_source(name), fetch_source_files(get_source(name), mirror, cache), 300, seed=1
+            get_source(name),
+            fetch_source_files(get_source(name), mirror, cache, progress=False),
+            300,
+            seed=1,
+            hash_test_fraction=PARAMS.ingest.hash_test_fraction,
         )
         for name in DEFAULT_MIX
     }
@@ -82,16 +89,29 @@ def test_mnist_is_a_fixed_point_of_the_normaliser(capped):
 def test_full_default_mix_has_the_official_counts_and_meets_the_contract(mirror, tmp_path):
     interim = {
         name: ingest_source(
-            get_source(name), fetch_source_files(get_source(name), mirror, tmp_path), None, seed=1
+            get_source(name),
+            fetch_source_files(get_source(name), mirror, tmp_path, progress=False),
+            None,
+            seed=1,
+            hash_test_fraction=PARAMS.ingest.hash_test_fraction,
         )
         for name in DEFAULT_MIX
     }
     counts = {
         name: {s: int((a["split"] == s).sum()) for s in ("train", "test")} for name, a in interim.items()
     }
-    assert counts == {"mnist": {"train": 60000, "test": 10000}, "usps": {"train": 7291, "test": 2007}}
+    official = {
+        "mnist": {"train": 60000, "test": 10000},
+        "usps": {"train": 7291, "test": 2007},
+        "optdigits-orig": {"train": 1934, "test": 1797},
+    }
+    for name, split_counts in counts.items():
+        if get_source(name).hash_split:  # bhmsds: the published whole, shared out by content hash
+            assert sum(split_counts.values()) == SOURCES[name].expected_counts[WHOLE]
+        else:
+            assert split_counts == official[name]
     report = check_sources(
-        interim, {name: SOURCES[name].expected_counts for name in interim}, PARAMS.validate_
+        interim, {name: expected_counts(get_source(name), None) for name in interim}, PARAMS.validate_
     )
     assert report.passed, report.violations
     assert report.leaks["train_test"] == 0
