@@ -39,7 +39,7 @@ from digitops.models import build_model, list_models
 from digitops.sampling import stratified_sample
 from digitops.train import compile_model, make_dataset, predict_probabilities
 
-# The real-world transforms of issue 14, in the order build_pipeline applies them.
+# The real-world transforms (scans, photos, other pens and writers), in the order build_pipeline applies them.
 REAL_WORLD = (
     "slant",
     "thicker",

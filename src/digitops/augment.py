@@ -4,8 +4,8 @@ Pure and reproducible: the output depends only on the images, the parameters and
 cut into fixed chunks, each with its own seed derived from (seed, copy, chunk), and spread over worker
 processes, so the result is byte-identical whatever the number of workers.
 
-Besides the classic geometry and noise, real-world conditions (issue 14) each have their own probability:
-a writer's slant and pen (thicker or thinner strokes), and what a camera or scanner does to the page (blur,
+Besides the classic geometry and noise, real-world conditions each have their own probability: a
+writer's slant and pen (thicker or thinner strokes), and what a camera or scanner does to the page (blur,
 low resolution, binarisation, a faint paper texture). A transform whose p is 0 draws no random number,
 so switching one off leaves every other digit's augmentation as it was.
 """

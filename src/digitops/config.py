@@ -130,7 +130,7 @@ class BrightnessContrastParams(_Section):
     limit: Fraction  # brightness and contrast change, either way
 
 
-# Real-world conditions (issue 14): how other writers, pens, scanners and cameras change a digit.
+# Real-world conditions: how other writers, pens, scanners and cameras change a digit.
 
 
 class SlantParams(_Section):
