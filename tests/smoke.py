@@ -24,7 +24,7 @@ SMOKE = [  # the smoke profile, as docs/pipeline.md's `dvc exp run -S` overrides
     ("train", "epochs", 3),
     ("train", "batch_size", 64),
     ("train", "learning_rate", 0.005),
-    ("promote", "floors", {"overall": 0.8, "mnist": 0.8, "usps": 0.8}),
+    ("promote", "floors", {"overall": 0.8, "mnist": 0.8, "usps": 0.8, "bhmsds": 0.5, "optdigits-orig": 0.5}),
 ]
 PROJECT_FILES = [
     "dvc.yaml",
