@@ -32,24 +32,13 @@ import keras
 import numpy as np
 
 from digitops.augment import augment
+from digitops.config import REAL_WORLD_AUGMENTATIONS as REAL_WORLD
 from digitops.config import AugmentParams, load_params
 from digitops.evaluate import metrics_by_source
 from digitops.io import load_npz, write_json
 from digitops.models import build_model, list_models
 from digitops.sampling import stratified_sample
 from digitops.train import compile_model, make_dataset, predict_probabilities
-
-# The real-world transforms (scans, photos, other pens and writers), in the order build_pipeline applies them.
-REAL_WORLD = (
-    "slant",
-    "thicker",
-    "thinner",
-    "gaussian_blur",
-    "motion_blur",
-    "low_resolution",
-    "binarize",
-    "residue",
-)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -201,6 +201,19 @@ class AugmentParams(_Section):
     residue: ResidueParams
 
 
+# AugmentParams' real-world sections, in the order digitops.augment.build_pipeline applies them.
+REAL_WORLD_AUGMENTATIONS = (
+    "slant",
+    "thicker",
+    "thinner",
+    "gaussian_blur",
+    "motion_blur",
+    "low_resolution",
+    "binarize",
+    "residue",
+)
+
+
 class SourceMixParams(_Section):
     """How many of one source's training rows (originals and augmented copies) each epoch draws.
 

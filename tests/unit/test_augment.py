@@ -6,7 +6,7 @@ import pytest
 
 import digitops.augment
 from digitops.augment import augment, build_pipeline, preview_grid
-from digitops.config import load_params
+from digitops.config import REAL_WORLD_AUGMENTATIONS, load_params
 from digitops.preprocess import normalize_digit
 from tests.fakes import REPO_ROOT, draw_strokes, random_digits
 
@@ -26,16 +26,7 @@ def test_same_seed_same_bytes_other_seed_other_bytes(digits):
     assert not np.array_equal(first, digits)
 
 
-REAL_WORLD = [
-    "slant",
-    "thicker",
-    "thinner",
-    "gaussian_blur",
-    "motion_blur",
-    "low_resolution",
-    "binarize",
-    "residue",
-]
+REAL_WORLD = list(REAL_WORLD_AUGMENTATIONS)
 CLASSIC = ["affine", "elastic", "noise", "dropout", "brightness_contrast"]
 
 
