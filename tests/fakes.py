@@ -159,3 +159,23 @@ def image_files(*contents: bytes) -> dict:
     return {
         "files": [("images", (f"f{index}.png", data, "image/png")) for index, data in enumerate(contents)]
     }
+
+
+def ingest_from_mirror(
+    names, mirror: Path, cache: Path, max_per_split: int | None, hash_test_fraction: float
+) -> dict[str, dict[str, np.ndarray]]:
+    """Each named source fetched from `mirror` (verified, into `cache`) and ingested as the stage does."""
+    from digitops.data.fetch import fetch_source_files
+    from digitops.data.ingest import ingest_source
+    from digitops.data.sources import get_source
+
+    return {
+        name: ingest_source(
+            get_source(name),
+            fetch_source_files(get_source(name), mirror, cache, progress=False),
+            max_per_split,
+            seed=1,
+            hash_test_fraction=hash_test_fraction,
+        )
+        for name in names
+    }

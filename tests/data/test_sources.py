@@ -11,7 +11,7 @@ from digitops.data.ingest import ingest_source
 from digitops.data.sources import SOURCES, WHOLE, expected_counts, get_source
 from digitops.preprocess import normalize_digits
 from digitops.validate import check_sources
-from tests.fakes import REPO_ROOT
+from tests.fakes import REPO_ROOT, ingest_from_mirror
 
 PARAMS = load_params(REPO_ROOT / "params.yaml")
 DEFAULT_MIX = PARAMS.ingest.sources
@@ -43,16 +43,7 @@ def test_unknown_source_lists_the_known_ones():
 @pytest.fixture(scope="module")
 def capped(mirror, tmp_path_factory):
     cache = tmp_path_factory.mktemp("cache")
-    return {
-        name: ingest_source(
-            get_source(name),
-            fetch_source_files(get_source(name), mirror, cache, progress=False),
-            300,
-            seed=1,
-            hash_test_fraction=PARAMS.ingest.hash_test_fraction,
-        )
-        for name in DEFAULT_MIX
-    }
+    return ingest_from_mirror(DEFAULT_MIX, mirror, cache, 300, PARAMS.ingest.hash_test_fraction)
 
 
 def test_capped_ingest_is_stratified_and_meets_the_contract(capped):
@@ -87,16 +78,7 @@ def test_mnist_is_a_fixed_point_of_the_normaliser(capped):
 
 @pytest.mark.slow
 def test_full_default_mix_has_the_official_counts_and_meets_the_contract(mirror, tmp_path):
-    interim = {
-        name: ingest_source(
-            get_source(name),
-            fetch_source_files(get_source(name), mirror, tmp_path, progress=False),
-            None,
-            seed=1,
-            hash_test_fraction=PARAMS.ingest.hash_test_fraction,
-        )
-        for name in DEFAULT_MIX
-    }
+    interim = ingest_from_mirror(DEFAULT_MIX, mirror, tmp_path, None, PARAMS.ingest.hash_test_fraction)
     counts = {
         name: {s: int((a["split"] == s).sum()) for s in ("train", "test")} for name, a in interim.items()
     }

@@ -7,11 +7,9 @@ import numpy as np
 import pytest
 
 from digitops.config import load_params
-from digitops.data.fetch import fetch_source_files
-from digitops.data.ingest import ingest_source
 from digitops.data.sources import expected_counts, get_source
 from digitops.validate import check_sources
-from tests.fakes import REPO_ROOT
+from tests.fakes import REPO_ROOT, ingest_from_mirror
 
 PARAMS = load_params(REPO_ROOT / "params.yaml")
 NAMES = ("bhmsds", "optdigits-orig")
@@ -28,16 +26,7 @@ def interim(mirror, tmp_path_factory):
     if missing:
         pytest.skip(f"the mirror has no {', '.join(missing)}")
     cache = tmp_path_factory.mktemp("cache")
-    return {
-        name: ingest_source(
-            get_source(name),
-            fetch_source_files(get_source(name), mirror, cache, progress=False),
-            None,
-            seed=1,
-            hash_test_fraction=PARAMS.ingest.hash_test_fraction,
-        )
-        for name in NAMES
-    }
+    return ingest_from_mirror(NAMES, mirror, cache, None, PARAMS.ingest.hash_test_fraction)
 
 
 @pytest.mark.slow
