@@ -1,5 +1,6 @@
 """Stage promote: the candidate (<models>/run.json, <metrics>/eval.json) -> a new version of the MLflow
-registered model, aliased `champion` if the gate passes and infra validation holds, else `challenger`;
+registered model, aliased `champion` if the gate passes and infra validation holds (the registered ONNX
+model, run as the service runs it, answers as <models>/candidate.keras does), else `challenger`;
 <reports>/promotion.json says what was compared and why it was decided so."""
 
 from __future__ import annotations
@@ -10,15 +11,16 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import json
 
+import keras
 import mlflow
 import numpy as np
 
 from digitops.config import load_params
 from digitops.errors import run_stage
-from digitops.infer.classifier import load_classifier
 from digitops.io import load_npz, write_json
-from digitops.promote import KnownAnswers, gate_metrics, promote_candidate
+from digitops.promote import ParityReference, gate_metrics, promote_candidate
 from digitops.sampling import stratified_sample
+from digitops.train import predict_probabilities
 
 
 def main() -> None:
@@ -28,17 +30,18 @@ def main() -> None:
     evaluation = json.loads((paths.metrics / "eval.json").read_text())
     test = load_npz(paths.prepared / "test.npz")
 
-    # Known answers: a fixed stratified set of test digits and the candidate's answers to them.
+    # The parity reference: the Keras model's answers on the whole test split; on the known answers (a fixed
+    # stratified set of test digits) the probabilities must match too, not only the digit.
     count = min(params.promote.known_answers, len(test["labels"]))
-    chosen = np.sort(stratified_sample(test["labels"], count, np.random.default_rng(params.base.seed)))
-    candidate = load_classifier(paths.models / "candidate.keras")
-    known = KnownAnswers(test["images"][chosen], candidate(test["images"][chosen]))
+    known = np.sort(stratified_sample(test["labels"], count, np.random.default_rng(params.base.seed)))
+    candidate = keras.saving.load_model(paths.models / "candidate.keras", compile=False)
+    reference = ParityReference(test["images"], predict_probabilities(candidate, test["images"]), known)
 
     mlflow.set_tracking_uri(run["tracking_uri"])
     report = promote_candidate(
         run["run_id"],
         gate_metrics(evaluation, test["sources"]),
-        known,
+        reference,
         test,
         params.promote,
         params.evaluate.calibration_bins,

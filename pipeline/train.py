@@ -1,7 +1,8 @@
-"""Stage train: <augmented>/train.npz and <prepared>/val.npz -> <models>/candidate.keras and run.json,
-<metrics>/train.json, <plots>/train/history.csv. Starts the pipeline run's MLflow run: params, the digits
-each source gives an epoch (train.source_mix), data fingerprints, per-epoch metrics and the model (with its
-signature and an input example)."""
+"""Stage train: <augmented>/train.npz and <prepared>/val.npz -> <models>/candidate.keras, its ONNX export
+<models>/candidate.onnx (what serves), run.json, <metrics>/train.json, <plots>/train/history.csv. Starts the
+pipeline run's MLflow run: params, the digits each source gives an epoch (train.source_mix), data
+fingerprints, per-epoch metrics and the model (ONNX with its signature and an input example, the Keras file
+beside it)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
 
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -18,8 +20,9 @@ import pandas as pd
 
 from digitops.config import load_params
 from digitops.errors import run_stage
+from digitops.export import export_onnx
 from digitops.io import atomic_path, atomic_write, load_npz, write_json
-from digitops.tracking import EpochMetrics, configure, flatten, run_tags
+from digitops.tracking import EpochMetrics, configure, flatten, log_candidate_model, run_tags
 from digitops.train import mix_counts, train_model
 
 
@@ -59,10 +62,14 @@ def main() -> None:
             "train_images_per_second": round(sum(per_epoch.values()) * epochs / seconds, 1),
         }
         mlflow.log_metrics({f"train.{name}": value for name, value in summary.items()})
-        mlflow.tensorflow.log_model(model, name="model", input_example=val["images"][:4])
-
-    with atomic_path(paths.models / "candidate.keras") as tmp_model:
-        model.save(tmp_model)
+        keras_file, onnx_file = Path(scratch) / "model.keras", Path(scratch) / "model.onnx"
+        model.save(keras_file)
+        export_onnx(model, onnx_file)
+        mlflow.log_metric("train.onnx_bytes", onnx_file.stat().st_size)
+        log_candidate_model(onnx_file, keras_file, input_example=val["images"][:4])
+        for built, name in ((keras_file, "candidate.keras"), (onnx_file, "candidate.onnx")):
+            with atomic_path(paths.models / name) as tmp_path:
+                shutil.copyfile(built, tmp_path)
     write_json(paths.models / "run.json", {"run_id": run.info.run_id, "tracking_uri": tracking_uri})
     write_json(paths.metrics / "train.json", {**summary, "digits_per_epoch": per_epoch})
     history_table = pd.DataFrame(history.history).rename_axis("epoch").reset_index()

@@ -65,7 +65,7 @@ class PathsParams(_Section):
     prepared: Path  # split -> train/val/test.npz + manifest.parquet
     augmented: Path  # augment -> train.npz
     reports: Path  # validation report, split counts
-    models: Path  # candidate.keras, run.json
+    models: Path  # candidate.keras, candidate.onnx, run.json
     metrics: Path  # train.json, eval.json
     plots: Path  # train/, eval/
 
@@ -295,7 +295,9 @@ class PromoteParams(_Section):
     max_digit_regression: Fraction  # largest drop in one digit's accuracy on any source of the test split
     min_digit_support: PositiveInt  # test digits of that digit and source needed for the per-digit check
     floors: dict[str, Fraction]  # absolute minimum per source or "overall", e.g. {overall: 0.98}
-    known_answers: PositiveInt  # test digits whose answers must survive registering and reloading
+    known_answers: PositiveInt  # test digits whose probabilities the served model must reproduce closely
+    # largest probability difference allowed on them between the served (ONNX) model and the Keras one
+    parity_tolerance: float = Field(gt=0, le=0.01)
 
     @field_validator("floors")
     @classmethod
@@ -323,7 +325,9 @@ class ServeParams(_Section):
     max_image_pixels: PositiveInt = 25_000_000
     max_request_bytes: PositiveInt  # a whole request body; larger ones get 413 before they are read
     workers: PositiveInt  # worker processes, each with its own model, event loop and batcher
-    threads_per_worker: PositiveInt  # TensorFlow's intra-op threads in each worker
+    threads_per_worker: PositiveInt  # ONNX Runtime's intra-op threads in each worker
+    # ONNX Runtime's graph optimisation level (digitops.infer.classifier.OPTIMIZATION_LEVELS)
+    graph_optimization: Literal["disabled", "basic", "extended", "all"] = "all"
     access_log: bool  # BentoML's log line per request (it costs CPU per request; metrics count anyway)
 
 

@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 from digitops.errors import DigitopsError
-from digitops.infer.classifier import MODEL_FILE, find_model_file
+from digitops.infer.classifier import MODEL_FILE, ModelFileError, find_model_file
 from digitops.promote import CHAMPION
 
 
@@ -29,7 +29,8 @@ def import_champion(registered_model: str, bento_model_name: str) -> tuple[str, 
     Returns:
         The new BentoML model's tag and the registry version it holds.
 
-    The BentoML model holds the `.keras` file and is labelled with the registry name, version and run, and
+    The BentoML model holds the ONNX file only (what the service runs; the Keras file stays in the
+    registry), and is labelled with the registry name, version and run, and
     carries the version's metric tags as metadata.
     """
     import bentoml
@@ -48,7 +49,13 @@ def import_champion(registered_model: str, bento_model_name: str) -> tuple[str, 
         folder = mlflow.artifacts.download_artifacts(
             f"models:/{registered_model}@{CHAMPION}", dst_path=scratch
         )
-        model_file = find_model_file(Path(folder))
+        try:
+            model_file = find_model_file(Path(folder))
+        except ModelFileError:
+            raise PackagingError(
+                f"{registered_model} version {version.version} (the champion) has no {MODEL_FILE}: it was "
+                "registered before models were exported to ONNX; `dvc repro -f train` registers one that has"
+            ) from None
         labels = {
             "registered_model": registered_model,
             "mlflow_version": str(version.version),

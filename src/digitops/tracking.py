@@ -17,6 +17,7 @@ from typing import Any
 
 import keras
 import mlflow
+import numpy as np
 
 from digitops.fingerprint import file_sha256
 
@@ -79,6 +80,24 @@ def run_tags(root: Path, data_files: Iterable[Path]) -> dict[str, str]:
     if os.environ.get("DVC_EXP_NAME"):
         tags["dvc.experiment"] = os.environ["DVC_EXP_NAME"]
     return tags
+
+
+def log_candidate_model(onnx_path: Path, keras_path: Path, input_example: np.ndarray) -> None:
+    """Log the candidate as the registry will hold it, in the active run, as the model `model`.
+
+    The `onnx` flavour (what serves, with the signature inferred from `input_example`), one self-contained
+    `model.onnx` file, and the Keras model it was exported from beside it as `extra_files/<name>.keras`
+    (for fine-tuning and for the promote stage's parity check): every registered version carries both.
+    """
+    import onnx
+
+    mlflow.onnx.log_model(
+        onnx.load(str(onnx_path)),
+        name="model",
+        input_example=input_example,
+        extra_files=[str(keras_path)],
+        save_as_external_data=False,
+    )
 
 
 class EpochMetrics(keras.callbacks.Callback):

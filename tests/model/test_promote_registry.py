@@ -1,9 +1,11 @@
-"""Promotion against a real MLflow registry (sqlite store in a temporary folder) with real Keras models:
-aliases move only when the gate passes and infra validation holds; otherwise the champion stays."""
+"""Promotion against a real MLflow registry (sqlite store in a temporary folder) with real Keras models,
+logged as the train stage logs them (ONNX, the Keras file beside it): aliases move only when the gate passes
+and infra validation (the ONNX model answers as the Keras one) holds; otherwise the champion stays."""
 
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import keras
 import mlflow
@@ -13,10 +15,10 @@ from mlflow import MlflowClient
 
 from digitops.config import PromoteParams
 from digitops.evaluate import metrics_by_source
-from digitops.infer.classifier import Classifier
+from digitops.export import export_onnx
 from digitops.models import build_model
-from digitops.promote import KnownAnswers, PromotionError, promote_candidate
-from digitops.tracking import configure
+from digitops.promote import ParityReference, PromotionError, promote_candidate
+from digitops.tracking import configure, log_candidate_model
 from tests.fakes import random_digits
 
 pytestmark = pytest.mark.slow  # a real registry: each promotion logs, registers and downloads a model
@@ -53,10 +55,14 @@ def weak_and_strong(test_split):
     return weak, strong
 
 
-def _log(model: keras.Model) -> str:
-    """Log `model` as the train stage does; returns the run id."""
+def _log(model: keras.Model, scratch: Path) -> str:
+    """Log `model` as the train stage does (ONNX, the Keras file beside it); returns the run id."""
+    scratch.mkdir(parents=True, exist_ok=True)
+    keras_file, onnx_file = scratch / "model.keras", scratch / "model.onnx"
+    model.save(keras_file)
+    export_onnx(model, onnx_file)
     with mlflow.start_run() as run:
-        mlflow.tensorflow.log_model(model, name="model", input_example=np.zeros((1, 28, 28), np.uint8))
+        log_candidate_model(onnx_file, keras_file, input_example=np.zeros((1, 28, 28), np.uint8))
     return run.info.run_id
 
 
@@ -64,15 +70,23 @@ def _probabilities(model: keras.Model, images: np.ndarray) -> np.ndarray:
     return keras.ops.convert_to_numpy(model(images, training=False))
 
 
-def _promote(model, test_split, policy, known_from=None):
-    """Log `model` and put it through promotion, with the known answers of `known_from` (default: itself)."""
+def _reference(model, test_split) -> ParityReference:
+    """`model`'s answers on the whole fake test split, the first 32 digits as the known answers."""
+    images = test_split["images"]
+    return ParityReference(images, _probabilities(model, images), known=np.arange(32))
+
+
+def _promote(model, test_split, policy, tmp_path, reference_from=None, before_promotion=None):
+    """Log `model` and put it through promotion, with the parity reference of `reference_from` (default:
+    itself); `before_promotion(run_id)` runs between logging and promoting."""
     metrics = metrics_by_source(
         _probabilities(model, test_split["images"]), test_split["labels"], test_split["sources"], 15
     )
-    images = test_split["images"][:32]
-    known = KnownAnswers(images, _probabilities(known_from or model, images))
-    run_id = _log(model)
-    return run_id, promote_candidate(run_id, metrics, known, test_split, policy, 15)
+    run_id = _log(model, tmp_path / f"model-{next(_names)}")
+    if before_promotion:
+        before_promotion(run_id)
+    reference = _reference(reference_from or model, test_split)
+    return run_id, promote_candidate(run_id, metrics, reference, test_split, policy, 15)
 
 
 def _policy(**changes) -> PromoteParams:
@@ -87,6 +101,7 @@ def _policy(**changes) -> PromoteParams:
         min_digit_support=1,
         floors={"overall": 0.0},
         known_answers=32,
+        parity_tolerance=1e-4,
     )
     return PromoteParams(**{**defaults, **changes})
 
@@ -95,10 +110,12 @@ def _alias(name: str, alias: str):
     return MlflowClient().get_model_version_by_alias(name, alias)
 
 
-def test_the_first_candidate_becomes_champion_after_infra_validation(store, test_split, weak_and_strong):
+def test_the_first_candidate_becomes_champion_after_infra_validation(
+    store, test_split, weak_and_strong, tmp_path
+):
     weak, _ = weak_and_strong
     policy = _policy()
-    run_id, report = _promote(weak, test_split, policy)
+    run_id, report = _promote(weak, test_split, policy, tmp_path)
     champion = _alias(policy.registered_model, "champion")
     assert report["promoted"] and report["champion"] == str(champion.version) == "1"
     assert champion.run_id == run_id
@@ -106,20 +123,25 @@ def test_the_first_candidate_becomes_champion_after_infra_validation(store, test
     assert float(champion.tags["metric.overall.accuracy"]) == pytest.approx(
         report["candidate"]["metrics"]["overall"]["accuracy"]
     )
-    assert report["infra_validation"] == {
-        "passed": True,
-        "digits": 32,
-        "mismatched_digits": 0,
-        "max_probability_difference": pytest.approx(0.0, abs=1e-5),
-        "tolerance": 1e-4,
-    }
+    validation = report["infra_validation"]
+    assert validation["passed"] and validation["runtime"].startswith("onnxruntime ")
+    assert validation["digits"] == 200 and validation["known_answer_digits"] == 32
+    assert validation["mismatched_digits"] == 0
+    assert validation["max_probability_difference"] <= 1e-5
+    assert champion.tags["parity.mismatched_digits"] == "0"
+    # The registered version carries both: the ONNX model that serves and the Keras file it came from.
+    folder = Path(
+        mlflow.artifacts.download_artifacts(f"models:/{policy.registered_model}/1", dst_path=str(tmp_path))
+    )
+    assert (folder / "model.onnx").is_file() and (folder / "extra_files" / "model.keras").is_file()
+    assert mlflow.models.get_model_info(f"models:/{policy.registered_model}/1").flavors.keys() >= {"onnx"}
 
 
-def test_a_better_candidate_takes_the_alias(store, test_split, weak_and_strong):
+def test_a_better_candidate_takes_the_alias(store, test_split, weak_and_strong, tmp_path):
     weak, strong = weak_and_strong
     policy = _policy()
-    _promote(weak, test_split, policy)
-    run_id, report = _promote(strong, test_split, policy)
+    _promote(weak, test_split, policy, tmp_path)
+    run_id, report = _promote(strong, test_split, policy, tmp_path)
     assert report["promoted"] and report["champion_before"]["version"] == "1"
     # The champion's re-evaluation carries per-digit figures, so every source's digits were compared.
     assert report["champion_before"]["metrics_on_this_test_split"]["usps"]["digits"]["1"]["count"] == 5
@@ -128,11 +150,13 @@ def test_a_better_candidate_takes_the_alias(store, test_split, weak_and_strong):
     assert _alias(policy.registered_model, "champion").run_id == run_id
 
 
-def test_a_worse_candidate_becomes_challenger_and_the_champion_stays(store, test_split, weak_and_strong):
+def test_a_worse_candidate_becomes_challenger_and_the_champion_stays(
+    store, test_split, weak_and_strong, tmp_path
+):
     weak, strong = weak_and_strong
     policy = _policy()
-    strong_run, _ = _promote(strong, test_split, policy)
-    weak_run, report = _promote(weak, test_split, policy)
+    strong_run, _ = _promote(strong, test_split, policy, tmp_path)
+    weak_run, report = _promote(weak, test_split, policy, tmp_path)
     assert not report["promoted"] and report["alias"] == "challenger"
     assert any(reason.startswith("FAIL: overall accuracy") for reason in report["reasons"])
     # The champion was re-evaluated on the same test digits the candidate was measured on.
@@ -141,40 +165,48 @@ def test_a_worse_candidate_becomes_challenger_and_the_champion_stays(store, test
     assert _alias(policy.registered_model, "challenger").run_id == weak_run
 
 
-def test_failing_infra_validation_leaves_the_champion_untouched(store, test_split, weak_and_strong):
+def test_failing_infra_validation_leaves_the_champion_untouched(store, test_split, weak_and_strong, tmp_path):
     weak, strong = weak_and_strong
     policy = _policy()
-    weak_run, _ = _promote(weak, test_split, policy)
-    # The strong model is better, but the registry hands back answers that differ from the known ones.
-    with pytest.raises(PromotionError, match="failed infra validation"):
-        _promote(strong, test_split, policy, known_from=weak)
+    weak_run, _ = _promote(weak, test_split, policy, tmp_path)
+    # The strong model is better, but its served answers differ from the reference ones.
+    with pytest.raises(PromotionError, match=r"failed infra validation .*changed [1-9]"):
+        _promote(strong, test_split, policy, tmp_path, reference_from=weak)
     assert _alias(policy.registered_model, "champion").run_id == weak_run
     rejected = MlflowClient().get_model_version(policy.registered_model, "2")
     assert rejected.tags["validation_status"] == "failed" and rejected.tags["decision"] == "rejected"
     assert rejected.aliases == []
 
 
-def test_promoting_the_champion_again_changes_nothing(store, test_split, weak_and_strong):
+def test_promoting_the_champion_again_changes_nothing(store, test_split, weak_and_strong, tmp_path):
     weak, _ = weak_and_strong
     policy = _policy()
-    run_id, _ = _promote(weak, test_split, policy)
+    run_id, _ = _promote(weak, test_split, policy, tmp_path)
     metrics = metrics_by_source(
         _probabilities(weak, test_split["images"]), test_split["labels"], test_split["sources"], 15
     )
-    images = test_split["images"][:32]
-    report = promote_candidate(
-        run_id, metrics, KnownAnswers(images, _probabilities(weak, images)), test_split, policy, 15
-    )
+    report = promote_candidate(run_id, metrics, _reference(weak, test_split), test_split, policy, 15)
     assert not report["promoted"] and report["champion"] == "1"
     assert report["reasons"] == ["the candidate is already the champion: nothing to do"]
     assert len(MlflowClient().search_model_versions(f"name = '{policy.registered_model}'")) == 1
 
 
-def test_the_served_classifier_matches_keras(weak_and_strong, test_split, tmp_path):
-    _, strong = weak_and_strong
-    path = tmp_path / "model.keras"
-    strong.save(path)
-    served = Classifier(path)
-    np.testing.assert_allclose(
-        served(test_split["images"], max_batch=64), _probabilities(strong, test_split["images"]), atol=1e-5
-    )
+def test_a_truncated_onnx_file_fails_infra_validation_with_its_reason(
+    store, test_split, weak_and_strong, tmp_path
+):
+    weak, strong = weak_and_strong
+    policy = _policy()
+    weak_run, _ = _promote(weak, test_split, policy, tmp_path)
+
+    def truncate_the_stored_model(run_id: str) -> None:
+        (logged,) = mlflow.search_logged_models(
+            filter_string=f"source_run_id = '{run_id}'", output_format="list"
+        )
+        stored = Path(logged.artifact_location.removeprefix("file://")) / "model.onnx"
+        stored.write_bytes(stored.read_bytes()[:1000])
+
+    with pytest.raises(PromotionError, match=r"failed infra validation .*ONNX Runtime cannot load it"):
+        _promote(strong, test_split, policy, tmp_path, before_promotion=truncate_the_stored_model)
+    assert _alias(policy.registered_model, "champion").run_id == weak_run
+    rejected = MlflowClient().get_model_version(policy.registered_model, "2")
+    assert rejected.tags["validation_status"] == "failed" and rejected.tags["decision"] == "rejected"

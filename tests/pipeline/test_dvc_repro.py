@@ -126,14 +126,16 @@ def test_promote_makes_the_first_model_champion_after_infra_validation(repo):
     assert report["promoted"] is True and report["alias"] == "champion"
     assert report["champion_before"] is None
     assert "no champion yet: the floors decide" in report["reasons"]
-    assert report["infra_validation"]["passed"] is True
-    assert (
-        report["infra_validation"]["digits"] == 256 and report["infra_validation"]["mismatched_digits"] == 0
-    )
+    evaluation = json.loads((repo / "metrics/eval.json").read_text())
+    # Parity: the registered ONNX model gives the Keras model's digit on the whole test split.
+    validation = report["infra_validation"]
+    assert validation["passed"] is True and validation["runtime"].startswith("onnxruntime ")
+    assert validation["digits"] == evaluation["overall"]["count"] and validation["mismatched_digits"] == 0
+    assert validation["known_answer_digits"] == 256 and validation["max_probability_difference"] <= 1e-4
+    assert (repo / "models/candidate.onnx").stat().st_size > 0
     champion = _champion(repo)
     assert champion.run_id == run_id and str(champion.version) == report["champion"]
-    assert champion.tags["validation_status"] == "passed"
-    evaluation = json.loads((repo / "metrics/eval.json").read_text())
+    assert champion.tags["validation_status"] == "passed" and champion.tags["parity.mismatched_digits"] == "0"
     assert float(champion.tags["metric.overall.accuracy"]) == pytest.approx(evaluation["overall"]["accuracy"])
 
 

@@ -18,6 +18,7 @@ POLICY = PromoteParams(
     min_digit_support=100,
     floors={"overall": 0.98, "mnist": 0.98, "usps": 0.95},
     known_answers=16,
+    parity_tolerance=1e-4,
 )
 
 

@@ -1,83 +1,162 @@
-"""The model as the service runs it: loaded once from a `.keras` file, called through one compiled function.
+"""The model as the service runs it: an ONNX file, run by ONNX Runtime (no TensorFlow).
 
-Both the service and the promote stage's infra validation load models with `load_classifier`, so what is
-validated before an alias moves is exactly what will serve.
+The train stage exports the Keras model to `model.onnx` (digitops.export); the graph takes the normaliser's
+(B, 28, 28) uint8 digits directly and returns (B, 10) probabilities. The service, `digitops predict` and
+the promote stage's infra validation all load models with `load_classifier`, so what is validated before
+an alias moves is exactly what will serve.
 """
 
 from __future__ import annotations
 
-import contextlib
+import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from digitops.digits import NUM_CLASSES
+from digitops.errors import DigitopsError
 from digitops.preprocess import MNIST_SIZE
 
-MODEL_FILE = "model.keras"  # inside an MLflow model's data/ folder, and inside our BentoML model
+MODEL_FILE = "model.onnx"  # at the root of an MLflow ONNX model, and inside our BentoML model
+CPU = "CPUExecutionProvider"
+CUDA = "CUDAExecutionProvider"
+# ONNX Runtime's graph optimisation levels, by the names params.yaml uses (serve.graph_optimization).
+OPTIMIZATION_LEVELS = ("disabled", "basic", "extended", "all")
+
+logger = logging.getLogger(__name__)
+
+
+class ModelFileError(DigitopsError):
+    """The file is not an ONNX model ONNX Runtime can run, or not one that reads digits."""
 
 
 class Classifier:
-    """(B, 28, 28) uint8 digits, as `digitops.preprocess` makes them -> (B, 10) float32 probabilities."""
+    """(B, 28, 28) uint8 digits, as `digitops.preprocess` makes them -> (B, 10) float32 probabilities.
 
-    def __init__(self, model_path: Path, threads: int | None = None) -> None:
-        import keras
-        import tensorflow as tf
+    Args:
+        model_path: the `.onnx` file.
+        threads: ONNX Runtime's intra-op threads (None or 0: its default, one per core).
+        providers: execution providers in order of preference; those this onnxruntime build lacks are
+            skipped with a log line (the CPU provider is always the last resort).
+        optimization: graph optimisation level, one of OPTIMIZATION_LEVELS.
 
-        _enable_gpu_memory_growth(tf)
-        if threads:  # before TensorFlow runs its first operation; later calls raise RuntimeError
-            with contextlib.suppress(RuntimeError):
-                tf.config.threading.set_intra_op_parallelism_threads(threads)
-                tf.config.threading.set_inter_op_parallelism_threads(threads)
-        self.model = keras.saving.load_model(model_path, compile=False)
-        self.device = "GPU" if tf.config.list_logical_devices("GPU") else "CPU"
-        # One graph for every batch size: traced once, never retraced (the batch dimension is None).
-        self._probabilities = tf.function(
-            lambda images: self.model(images, training=False),
-            input_signature=[tf.TensorSpec((None, MNIST_SIZE, MNIST_SIZE), tf.uint8)],
-            reduce_retracing=True,
-        )
+    Raises:
+        ModelFileError: the file is missing, truncated, not ONNX, or its input or output is not digits'.
+    """
+
+    def __init__(
+        self,
+        model_path: Path,
+        threads: int | None = None,
+        providers: Sequence[str] = (CPU,),
+        optimization: str = "all",
+    ) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or 0
+        options.inter_op_num_threads = 1  # one graph at a time: parallelism comes from the batch
+        options.graph_optimization_level = _optimization_level(ort, optimization)
+        chosen = choose_providers(providers, ort.get_available_providers())
+        try:
+            self.session = ort.InferenceSession(str(model_path), options, providers=chosen)
+        except Exception as error:  # ONNX Runtime's own exception types (NoSuchFile, InvalidProtobuf, Fail)
+            raise ModelFileError(f"{model_path}: ONNX Runtime cannot load it: {error}") from None
+        self._input, self._output = _digit_signature(self.session, model_path)
+        running = self.session.get_providers()[0]
+        if running != chosen[0]:
+            logger.warning("%s could not start on this machine: running on %s", chosen[0], running)
+        self.provider = running
+        self.device = "GPU" if running == CUDA else "CPU"
 
     def __call__(self, images: np.ndarray, max_batch: int = 1024) -> np.ndarray:
         """Probabilities for any number of digits, `max_batch` at a time (bounds the activations' memory)."""
         if images.ndim != 3 or images.shape[1:] != (MNIST_SIZE, MNIST_SIZE) or images.dtype != np.uint8:
             raise ValueError(f"expected (B, 28, 28) uint8 digits, got {images.shape} {images.dtype}")
         if len(images) <= max_batch:
-            return self._probabilities(images).numpy()
+            return self._run(images)
         return np.concatenate(
-            [
-                self._probabilities(images[start : start + max_batch]).numpy()
-                for start in range(0, len(images), max_batch)
-            ]
+            [self._run(images[start : start + max_batch]) for start in range(0, len(images), max_batch)]
         )
 
+    def _run(self, images: np.ndarray) -> np.ndarray:
+        if not len(images):
+            return np.zeros((0, NUM_CLASSES), np.float32)
+        return self.session.run([self._output], {self._input: np.ascontiguousarray(images)})[0]
+
     def warm_up(self, batch_sizes: tuple[int, ...] = (1, 64)) -> None:
-        """Run the compiled function once per batch size, so the first requests do not pay for tracing."""
+        """Run the model once per batch size, so the first requests do not pay for memory planning."""
         for size in batch_sizes:
             self(np.zeros((size, MNIST_SIZE, MNIST_SIZE), np.uint8))
 
 
+def choose_providers(wanted: Sequence[str], available: Sequence[str]) -> list[str]:
+    """The wanted execution providers this build has, in order, with the CPU provider as the last resort.
+
+    A wanted provider the build lacks (CUDA with the CPU-only onnxruntime package) gets a log line.
+    """
+    missing = [name for name in wanted if name not in available]
+    chosen = [name for name in wanted if name in available]
+    if CPU not in chosen:
+        chosen.append(CPU)
+    if missing:
+        logger.warning(
+            "%s asked for but not in this onnxruntime build (it has %s): running on %s",
+            ", ".join(missing),
+            ", ".join(available),
+            chosen[0],
+        )
+    return chosen
+
+
 def find_model_file(folder: Path) -> Path:
-    """The `.keras` file inside a downloaded MLflow model (data/model.keras) or a BentoML model folder."""
-    for candidate in (folder / MODEL_FILE, folder / "data" / MODEL_FILE):
-        if candidate.is_file():
-            return candidate
-    raise FileNotFoundError(f"no {MODEL_FILE} in {folder} or {folder / 'data'}")
+    """The `.onnx` file inside a downloaded MLflow model or a BentoML model folder."""
+    candidate = folder / MODEL_FILE
+    if candidate.is_file():
+        return candidate
+    raise ModelFileError(f"no {MODEL_FILE} in {folder}")
 
 
-def load_classifier(folder_or_file: Path, threads: int | None = None) -> Classifier:
-    """Load a classifier from a `.keras` file or a folder that holds one (see `find_model_file`).
-
-    `threads` caps TensorFlow's threads in this process (None: TensorFlow's default, one per core).
-    """
+def load_classifier(
+    folder_or_file: Path,
+    threads: int | None = None,
+    providers: Sequence[str] = (CPU,),
+    optimization: str = "all",
+) -> Classifier:
+    """Load a classifier from an `.onnx` file or a folder that holds `model.onnx` (see `Classifier`)."""
     path = Path(folder_or_file)
-    return Classifier(path if path.is_file() else find_model_file(path), threads)
+    return Classifier(path if path.is_file() else find_model_file(path), threads, providers, optimization)
 
 
-def _enable_gpu_memory_growth(tf) -> None:
-    """Let TensorFlow take GPU memory as it needs it instead of all of it at start-up (a no-op on CPU).
+def _optimization_level(ort, name: str):
+    levels = dict(
+        zip(
+            OPTIMIZATION_LEVELS,
+            (
+                ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+                ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+                ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+                ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+            ),
+            strict=True,
+        )
+    )
+    if name not in levels:
+        raise ValueError(f"unknown graph optimisation level {name!r}; expected one of {OPTIMIZATION_LEVELS}")
+    return levels[name]
 
-    Must run before TensorFlow initialises the GPU; later calls raise RuntimeError, which is harmless here.
-    """
-    for gpu in tf.config.list_physical_devices("GPU"):
-        with contextlib.suppress(RuntimeError):
-            tf.config.experimental.set_memory_growth(gpu, True)
+
+def _digit_signature(session, model_path: Path) -> tuple[str, str]:
+    """The names of the model's one input, (B, 28, 28) uint8, and its first output, (B, 10) float."""
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    if len(inputs) != 1 or not outputs:
+        raise ModelFileError(f"{model_path}: expected one input and an output, got {len(inputs)} inputs")
+    source, result = inputs[0], outputs[0]
+    if source.type != "tensor(uint8)" or list(source.shape[1:]) != [MNIST_SIZE, MNIST_SIZE]:
+        raise ModelFileError(
+            f"{model_path}: its input is {source.type} {source.shape}, not (B, 28, 28) uint8 digits"
+        )
+    if result.type != "tensor(float)" or list(result.shape[1:]) != [NUM_CLASSES]:
+        raise ModelFileError(f"{model_path}: its output is {result.type} {result.shape}, not (B, 10) floats")
+    return source.name, result.name
