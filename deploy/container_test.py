@@ -12,7 +12,8 @@ ships. Steps:
 4. classify test digits and require the model's own answers (computed here from the same model file)
    and at least --min-accuracy;
 5. send bytes that are not an image and require a 400 that says so; check /readyz again;
-6. stop it. The image size and the seconds from start to ready go to stdout and build/container/report.json.
+6. list the installed packages: ONNX Runtime, and no TensorFlow, Keras or h5py;
+7. stop it. The image size and the seconds from start to ready go to stdout and build/container/report.json.
 """
 
 from __future__ import annotations
@@ -109,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit("the container runs as root")
         report.update(_check_answers(url, package["bento_model"], args.digits, args.min_accuracy))
         _check_bad_input(url)
+        report["packages"] = _check_packages(engine, container)
     except BaseException:
         print(_run([*engine, "logs", container], check=False).stdout[-5000:], file=sys.stderr)
         raise
@@ -183,6 +185,27 @@ def _check_bad_input(url: str) -> None:
         raise SystemExit(f"bad input got {response.status_code}: {response.text[:300]}")
     if httpx.get(f"{url}/readyz", timeout=5).status_code != 200:
         raise SystemExit("the service is not ready after a bad input")
+
+
+SERVING_RUNTIME = "onnxruntime"
+TRAINING_ONLY = ("tensorflow", "tensorflow-cpu", "keras", "h5py", "tf2onnx", "onnx")
+
+
+def _check_packages(engine: list[str], container: str) -> int:
+    """The image's Python packages: ONNX Runtime serves, the training stack is absent. Returns their count."""
+    listing = (
+        "import importlib.metadata as m; print('\\n'.join(d.metadata['Name'] for d in m.distributions()))"
+    )
+    installed = {
+        name.strip().lower().replace("_", "-")
+        for name in _run([*engine, "exec", container, "python3", "-c", listing]).stdout.split()
+    }
+    if SERVING_RUNTIME not in installed and f"{SERVING_RUNTIME}-gpu" not in installed:
+        raise SystemExit(f"{SERVING_RUNTIME} is not installed in the image")
+    present = sorted(installed & set(TRAINING_ONLY))
+    if present:
+        raise SystemExit(f"the image holds training packages it never needs: {present}")
+    return len(installed)
 
 
 def _free_port() -> int:

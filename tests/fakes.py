@@ -179,3 +179,9 @@ def ingest_from_mirror(
         )
         for name in names
     }
+
+
+def locked_packages(lock_text: str) -> dict[str, str]:
+    """Package name (lower-case, no extras) -> version, of a pip lock file (`name==version \\` lines)."""
+    pins = (line.split("==") for line in lock_text.splitlines() if "==" in line and line[:1] not in " #")
+    return {name.split("[")[0].strip().lower(): version.split()[0] for name, version in pins}

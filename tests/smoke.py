@@ -47,6 +47,7 @@ class SmokeRepo:
     bento: str  # the bento tag the first `dvc repro` built
     bento_model: str  # the BentoML model in it (the first champion)
     evaluation: dict  # metrics/eval.json of that first run (later tests may run experiments)
+    keras_model: Path  # that run's models/candidate.keras (the champion the bento serves, as trained)
 
 
 def run(args, cwd: Path, env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess:
@@ -89,10 +90,12 @@ def make_smoke_repo(root: Path, mirror: Path) -> SmokeRepo:
         set_param(repo, section, key, value)
     run(["dvc", "repro"], repo, env)
     package = json.loads((repo / "reports/package.json").read_text())
+    shutil.copy2(repo / "models/candidate.keras", root / "champion.keras")
     return SmokeRepo(
         path=repo,
         env=env,
         bento=package["bento"],
         bento_model=package["bento_model"],
         evaluation=json.loads((repo / "metrics/eval.json").read_text()),
+        keras_model=root / "champion.keras",
     )

@@ -151,7 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="TAG",
         help="a model in the BentoML store (BENTOML_HOME) (default: digits:latest, the packaged champion)",
     )
-    source.add_argument("--model-file", metavar="PATH", help="a .keras model file instead")
+    source.add_argument(
+        "--model-file", metavar="PATH", help="an .onnx model file instead (models/candidate.onnx)"
+    )
     source.add_argument("--url", metavar="URL", help="a running service instead, e.g. http://localhost:3000")
     predict_parser.add_argument(
         "--format",

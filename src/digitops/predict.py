@@ -177,16 +177,15 @@ class Model(Protocol):
 
 
 class LocalModel:
-    """A `.keras` model in this process, loaded as the service loads it."""
+    """An ONNX model in this process (a `.onnx` file or a BentoML model), loaded as the service loads it."""
 
     def __init__(self, model_path: Path, description: str) -> None:
-        from digitops.infer.classifier import load_classifier
+        from digitops.infer.classifier import ModelFileError, load_classifier
 
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # less of TensorFlow's start-up chatter on stderr
         try:
             self.classifier = load_classifier(model_path)
-        except Exception as error:  # Keras raises ValueError, OSError, TypeError ... on a bad file
-            raise DigitopsError(f"cannot load the model {model_path}: {error}") from None
+        except ModelFileError as error:
+            raise DigitopsError(f"cannot load the model: {error}") from None
         self.description = description
 
     def probabilities(self, digits: list[Digit]) -> np.ndarray:
@@ -221,7 +220,7 @@ def store_model(tag: str) -> LocalModel:
     except (BentoMLException, ValueError) as error:
         raise DigitopsError(
             f"no model {tag} in the BentoML store ({error}); `make run` puts the champion there "
-            "(set BENTOML_HOME as it was then), or pass --model-file PATH.keras or --url http://host:3000"
+            "(set BENTOML_HOME as it was then), or pass --model-file PATH.onnx or --url http://host:3000"
         ) from None
     labels = stored.info.labels
     version = f"{labels.get('registered_model', stored.tag.name)}/{labels.get('mlflow_version', '?')}"

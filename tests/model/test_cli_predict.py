@@ -1,5 +1,6 @@
-"""`digitops predict` through a real Keras model (small_cnn, one epoch on 2,000 MNIST digits, a few seconds):
-its rows must be the model's own answers on the same pixels after the service's normaliser."""
+"""`digitops predict` through a real model (small_cnn, one epoch on 2,000 MNIST digits, a few seconds,
+exported to ONNX as the train stage does): its rows must be the model's own answers on the same pixels
+after the service's normaliser."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from PIL import Image
 
 from digitops.cli import EXIT_ERROR, EXIT_OK, main
 from digitops.data.idx import read_idx_digits
+from digitops.export import export_onnx
 from digitops.infer.classifier import load_classifier
 from digitops.infer.inputs import digit_from_image, png_bytes
 from digitops.models import build_model
@@ -44,9 +46,7 @@ def model_file(mirror, tmp_path_factory) -> Path:
     model = build_model("small_cnn")
     model.compile(optimizer=keras.optimizers.Adam(0.005), loss="sparse_categorical_crossentropy")
     model.fit(images[:2000], labels[:2000], epochs=1, batch_size=64, verbose=0)
-    path = tmp_path_factory.mktemp("model") / "digits.keras"
-    model.save(path)
-    return path
+    return export_onnx(model, tmp_path_factory.mktemp("model") / "digits.onnx")
 
 
 @pytest.fixture(scope="module")
@@ -182,7 +182,7 @@ def test_outside_the_repository_the_limits_are_the_defaults_and_params_gives_oth
     )
 
 
-@pytest.mark.slow  # two fresh Python processes that import BentoML (and TensorFlow)
+@pytest.mark.slow  # two fresh Python processes that import BentoML
 def test_the_default_model_is_the_one_in_the_bentoml_store_of_bentoml_home(
     mnist_test, classifier, model_file, tmp_path
 ):
@@ -199,7 +199,7 @@ def test_the_default_model_is_the_one_in_the_bentoml_store_of_bentoml_home(
         "import shutil, sys, bentoml\n"
         "labels = {'registered_model': 'digits', 'mlflow_version': '5'}\n"
         "with bentoml.models.create('digits', labels=labels) as model:\n"
-        "    shutil.copyfile(sys.argv[1], model.path_of('model.keras'))\n"
+        "    shutil.copyfile(sys.argv[1], model.path_of('model.onnx'))\n"
     )
     subprocess.run([sys.executable, "-c", store, str(model_file)], env=environment, check=True, timeout=300)
     table = write_kaggle_csv(tmp_path / "test.csv", images[:50])

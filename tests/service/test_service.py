@@ -7,6 +7,7 @@ import csv
 import io
 import re
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import bentoml
 import httpx
@@ -22,6 +23,7 @@ from tests.fakes import (
     canvas_rgba,
     draw_strokes,
     image_files,
+    locked_packages,
     png_claiming_size,
     write_kaggle_csv,
 )
@@ -69,14 +71,41 @@ def test_a_canvas_drawing_is_normalised_exactly_as_ingest_normalises_it(service,
     np.testing.assert_allclose(response.json()[0]["probabilities"], expected, atol=1e-5)
 
 
-def test_accuracy_through_http_matches_the_evaluate_stage(service, digits, smoke_repo):
+def test_every_served_answer_is_the_keras_models_digit_on_the_whole_test_split(service, digits, smoke_repo):
+    """The service runs the ONNX export; the Keras model as trained must read every test digit the same,
+    and the accuracy over HTTP is the evaluate stage's."""
+    import keras
+
     predicted = []
     for start in range(0, len(digits.pngs), 64):
         response = _classify(service.url, digits.pngs[start : start + 64])
         assert response.status_code == 200
         predicted += [result["digit"] for result in response.json()]
+    trained = keras.saving.load_model(smoke_repo.keras_model, compile=False)
+    keras_digits = keras.ops.convert_to_numpy(trained(normalize_digits(digits.images))).argmax(axis=1)
+    assert np.array_equal(np.array(predicted), keras_digits)
     accuracy = float(np.mean(np.array(predicted) == digits.labels))
     assert accuracy == pytest.approx(smoke_repo.evaluation["overall"]["accuracy"], abs=0.002)
+
+
+def test_the_workers_run_onnx_runtime_without_tensorflow(service, digits, smoke_repo):
+    """No TensorFlow, Keras or h5py in a serving worker (this virtualenv has them: nothing may import
+    them), and none in the bento's requirements, which the container installs."""
+    import psutil
+
+    _assert_alive(service.url, digits)
+    workers = psutil.Process(service.pid).children(recursive=True)
+    libraries = [Path(f"/proc/{worker.pid}/maps").read_text() for worker in workers]
+    serving = [maps for maps in libraries if "onnxruntime" in maps]
+    assert serving, "no process of the service has ONNX Runtime loaded"
+    for maps in serving:
+        assert "tensorflow" not in maps and "h5py" not in maps
+    name, version = smoke_repo.bento.split(":")
+    bento = Path(smoke_repo.env["BENTOML_HOME"]) / "bentos" / name / version
+    packages = locked_packages((bento / "env/python/requirements.txt").read_text())
+    assert "onnxruntime" in packages
+    assert not packages.keys() & {"tensorflow", "tensorflow-cpu", "keras", "h5py", "tf2onnx", "onnx"}
+    assert not any((bento / "models").rglob("*.keras"))  # the bento carries the ONNX file only
 
 
 def test_digitops_predict_url_gets_the_served_models_answers(service, digits, served_model, tmp_path):

@@ -183,7 +183,7 @@ def test_one_kaggle_csv_alone_gets_the_submission_format_anything_else_the_table
 
 def test_no_inputs_exits_2_with_a_message(tmp_path, capsys):
     (tmp_path / "notes.txt").write_text("nothing to see")
-    assert main(["predict", str(tmp_path), "--model-file", "unused.keras"]) == EXIT_USAGE
+    assert main(["predict", str(tmp_path), "--model-file", "unused.onnx"]) == EXIT_USAGE
     assert "no inputs found" in capsys.readouterr().err
     assert main(["predict", str(tmp_path / "missing")]) == EXIT_USAGE
     assert "no such file or folder" in capsys.readouterr().err
@@ -193,12 +193,12 @@ def test_wrong_arguments_exit_2(tmp_path, digits, capsys):
     image = tmp_path / "a.png"
     image.write_bytes(png_bytes(digits[0]))
     with pytest.raises(SystemExit) as exit_info:
-        main(["predict", str(image), "--url", "http://x", "--model-file", "m.keras"])
+        main(["predict", str(image), "--url", "http://x", "--model-file", "m.onnx"])
     assert exit_info.value.code == EXIT_USAGE
     assert main(["predict", str(image), "--format", "kaggle"]) == EXIT_USAGE
     assert "exactly one Kaggle CSV" in capsys.readouterr().err
-    assert main(["predict", str(image), "--model-file", str(tmp_path / "none.keras")]) == EXIT_USAGE
-    assert "none.keras: no such file" in capsys.readouterr().err
+    assert main(["predict", str(image), "--model-file", str(tmp_path / "none.onnx")]) == EXIT_USAGE
+    assert "none.onnx: no such file" in capsys.readouterr().err
     assert main(["predict", str(image), "--url", "localhost:3000"]) == EXIT_USAGE
     assert "expected http://host:port" in capsys.readouterr().err
 
@@ -221,7 +221,7 @@ def test_a_missing_params_file_exits_2_and_an_invalid_one_1_naming_the_key(
 def test_a_csv_with_a_wrong_header_exits_1_before_any_model_is_loaded(tmp_path, capsys):
     path = tmp_path / "sales.csv"
     path.write_text("region,amount\nnorth,3\n")
-    assert main(["predict", str(path), "--model-file", str(tmp_path / "none.keras")]) == EXIT_ERROR
+    assert main(["predict", str(path), "--model-file", str(tmp_path / "none.onnx")]) == EXIT_ERROR
     assert "sales.csv: not a Kaggle digit CSV" in capsys.readouterr().err
 
 
@@ -249,3 +249,12 @@ def test_help_documents_the_exit_codes(capsys):
     text = capsys.readouterr().out
     assert "exit codes:" in text
     assert "ImageId,Label" in text
+
+
+def test_a_model_file_onnx_runtime_cannot_load_exits_1_with_the_reason(tmp_path, digits, capsys):
+    image = tmp_path / "a.png"
+    image.write_bytes(png_bytes(digits[0]))
+    keras_file = tmp_path / "candidate.keras"  # a Keras file is not what serves: export it to ONNX
+    keras_file.write_bytes(b"PK\x03\x04 a zip, not an ONNX model")
+    assert main(["predict", str(image), "--model-file", str(keras_file)]) == EXIT_ERROR
+    assert "error: cannot load the model: " in capsys.readouterr().err

@@ -4,7 +4,7 @@ Greedy (continuous) batching: while the model works on one batch, the digits of 
 soon as it is free, everything that waits (up to `max_batch_size` digits) becomes the next batch. Under
 light load a request runs alone at once (no waiting for company); under heavy load batches grow by
 themselves to what arrives during one model call. The model runs in one thread beside the event loop, so
-requests keep being parsed while it computes (TensorFlow releases the GIL).
+requests keep being parsed while it computes (ONNX Runtime releases the GIL).
 
 Why not BentoML's own `batchable=True` dispatcher: its polling loop on the event loop, its single batch in
 flight and its latency model cost more than the model itself on a machine with few cores, and they made

@@ -7,8 +7,10 @@ file fails its own request with a 400, never a batch it would have shared); the 
 coalesces the digits of concurrent requests into one call of the compiled model. `routes` adds the page
 and the lean raw-body endpoints; `settings` reads params.yaml's `serve` section and the model's tag.
 
-Build argument `gpu` (bentofile-gpu.yaml sets it) requests GPUs from the scheduler; TensorFlow uses a
-visible GPU either way.
+The model is the champion's ONNX file, run by ONNX Runtime: no TensorFlow in the service, the bento or the
+container. Build argument `gpu` (bentofile-gpu.yaml sets it) requests GPUs from the scheduler and asks ONNX
+Runtime for its CUDA provider first (the GPU bento installs onnxruntime-gpu); where CUDA cannot run, the
+CPU provider does, and the worker's log says so.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from bentoml.validators import ContentType
 from pydantic import BaseModel, Field, StrictInt
 
 from digitops.digits import NUM_CLASSES
-from digitops.infer.classifier import load_classifier
+from digitops.infer.classifier import CPU, CUDA, load_classifier
 from digitops.infer.inputs import BadInputError
 from digitops.infer.segment import read_digits
 from digitops.serve.batcher import Batcher, OverloadedError
@@ -82,7 +84,12 @@ class DigitClassifier:
     def __init__(self) -> None:
         started = time.perf_counter()
         stored = self.bento_model
-        self.classifier = load_classifier(stored.path, SERVE.threads_per_worker)  # imports TensorFlow
+        self.classifier = load_classifier(
+            stored.path,
+            SERVE.threads_per_worker,
+            providers=(CUDA, CPU) if ARGUMENTS.gpu else (CPU,),
+            optimization=SERVE.graph_optimization,
+        )
         loaded = time.perf_counter()
         labels = stored.info.labels
         self.model_version = (
@@ -95,15 +102,15 @@ class DigitClassifier:
             max_wait_s=SERVE.max_latency_ms / 1000,
             on_batch=BATCH_SIZE.observe,
         )
-        # What is loaded by now (TensorFlow, Keras, BentoML, the model) lives as long as the worker: frozen,
+        # What is loaded by now (ONNX Runtime, BentoML, the model) lives as long as the worker: frozen,
         # these long-lived objects are out of the collector's way, and collections under load scan only the
         # requests' garbage (docs/benchmarks.md).
         gc.collect()
         gc.freeze()
         print(
-            f"digitops: serving {self.model_version} ({stored.tag}) on {self.classifier.device}; "
-            f"TensorFlow and the model loaded in {loaded - started:.1f} s, warmed up in "
-            f"{time.perf_counter() - loaded:.1f} s",
+            f"digitops: serving {self.model_version} ({stored.tag}) with ONNX Runtime on "
+            f"{self.classifier.provider}; the model loaded in {loaded - started:.2f} s, warmed up in "
+            f"{time.perf_counter() - loaded:.2f} s",
             flush=True,
         )
 
