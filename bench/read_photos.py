@@ -1,7 +1,7 @@
 """Read synthetic photos of handwritten numbers with `read_digits` and a trained model; print the figures.
 
-    python bench/read_photos.py                          # models/candidate.keras, 300 photos
-    python bench/read_photos.py --model /tmp/m.keras --photos 200 --json out.json \\
+    python bench/read_photos.py                          # models/candidate.onnx, 300 photos
+    python bench/read_photos.py --model /tmp/m.onnx --photos 200 --json out.json \\
         --examples out.png
     python bench/read_photos.py --paper-edge 0.25   # a dark desk beyond the paper in 1 in 4
 
@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--model", type=Path, default=REPO_ROOT / "models" / "candidate.keras")
+    parser.add_argument("--model", type=Path, default=REPO_ROOT / "models" / "candidate.onnx")
     parser.add_argument("--datasets", type=Path, default=REPO_ROOT.parent / "shared" / "datasets")
     parser.add_argument("--photos", type=int, default=300)
     parser.add_argument("--seed", type=int, default=0)
