@@ -13,7 +13,8 @@ ships. Steps:
    and at least --min-accuracy;
 5. send bytes that are not an image and require a 400 that says so; check /readyz again;
 6. list the installed packages: ONNX Runtime, and no TensorFlow, Keras or h5py;
-7. stop it. The image size and the seconds from start to ready go to stdout and build/container/report.json.
+7. stop it. The image size and the seconds to ready (from the run command, and from the moment the engine
+   has the container running) go to stdout and build/container/report.json.
 """
 
 from __future__ import annotations
@@ -100,11 +101,15 @@ def main(argv: list[str] | None = None) -> int:
     _run(
         [*engine, "run", "--detach", "--rm", "--name", container, "-p", f"127.0.0.1:{port}:3000", args.image]
     )
+    running = time.perf_counter()  # the engine has created and started the container
     try:
         url = f"http://127.0.0.1:{port}"
         report["seconds_to_ready"] = round(
             _wait_ready(url, engine, container, args.ready_timeout, started), 1
         )
+        # The service's own share: without the engine's container creation (copying the image's layers
+        # with podman's vfs driver, where overlay storage is not available).
+        report["seconds_to_ready_once_running"] = round(time.perf_counter() - running, 1)
         report["user"] = _run([*engine, "exec", container, "id", "-un"]).stdout.strip()
         if report["user"] == "root":
             raise SystemExit("the container runs as root")
