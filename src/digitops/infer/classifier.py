@@ -9,6 +9,7 @@ an alias moves is exactly what will serve.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -25,6 +26,11 @@ CUDA = "CUDAExecutionProvider"
 OPTIMIZATION_LEVELS = ("disabled", "basic", "extended", "all")
 
 logger = logging.getLogger(__name__)
+
+# ONNX Runtime's Linux wheels send usage telemetry and keep a device id under ~/.cache unless this is set
+# before its first session: off wherever digitops loads a model, unless the environment says otherwise.
+TELEMETRY_OPT_OUT = "ORT_DISABLE_TELEMETRY"
+os.environ.setdefault(TELEMETRY_OPT_OUT, "1")
 
 
 class ModelFileError(DigitopsError):
