@@ -33,6 +33,51 @@ def test_the_deployment_probes_bentoml_and_runs_unprivileged():
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
 
 
+def test_the_pod_is_locked_down_with_writable_paths_on_volumes():
+    """A read-only root, the runtime's seccomp profile, no service-account token; /tmp and the feedback
+    folder (where the service writes) are bounded volumes mounted where the service is told to write."""
+    (deployment,) = _load(K8S / "deployment.yaml")
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    mounts = {mount["name"]: mount["mountPath"] for mount in container["volumeMounts"]}
+    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+    assert mounts.keys() == volumes.keys() == {"tmp", "feedback"}
+    assert mounts["tmp"] == "/tmp"
+    environment = {entry["name"]: entry["value"] for entry in container["env"]}
+    assert environment["DIGITOPS_FEEDBACK_DIR"] == mounts["feedback"]
+    assert all(volume["emptyDir"]["sizeLimit"] for volume in volumes.values())
+
+
+def test_the_network_policy_lets_http_in_and_nothing_out():
+    (deployment,) = _load(K8S / "deployment.yaml")
+    (policy,) = _load(K8S / "networkpolicy.yaml")
+    assert "networkpolicy.yaml" in yaml.safe_load((K8S / "kustomization.yaml").read_text())["resources"]
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= labels.items()
+    assert sorted(policy["spec"]["policyTypes"]) == ["Egress", "Ingress"]
+    assert policy["spec"]["egress"] == []  # no rule: every connection out is denied
+    (rule,) = policy["spec"]["ingress"]
+    assert rule["ports"] == [{"protocol": "TCP", "port": 3000}]
+
+
+def test_the_feedback_volume_variant_replaces_the_ephemeral_folder_with_a_shared_claim():
+    folder = K8S / "feedback-volume"
+    kustomization = yaml.safe_load((folder / "kustomization.yaml").read_text())
+    assert kustomization["resources"] == ["../", "claim.yaml"]
+    (claim,) = _load(folder / "claim.yaml")
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]  # every replica writes it
+    (deployment,) = _load(K8S / "deployment.yaml")
+    names = [volume["name"] for volume in deployment["spec"]["template"]["spec"]["volumes"]]
+    (operation,) = yaml.safe_load((folder / "volume.yaml").read_text())
+    index = int(operation["path"].rsplit("/", 1)[1])
+    assert operation["op"] == "replace" and names[index] == operation["value"]["name"] == "feedback"
+    assert operation["value"]["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
+
+
 def test_the_service_and_autoscaler_point_at_the_deployment():
     (deployment,) = _load(K8S / "deployment.yaml")
     (service,) = _load(K8S / "service.yaml")
