@@ -85,6 +85,19 @@ def write_tar(path: Path, members: dict[str, bytes]) -> Path:
     return path
 
 
+def jittered(
+    strokes: list[list[tuple[int, int]]], rng: np.random.Generator, amount: int = 12
+) -> list[list[tuple[int, int]]]:
+    """The strokes with each point moved by up to `amount` pixels: the same digit by another hand."""
+    return [
+        [
+            (x + int(rng.integers(-amount, amount + 1)), y + int(rng.integers(-amount, amount + 1)))
+            for x, y in stroke
+        ]
+        for stroke in strokes
+    ]
+
+
 def draw_strokes(
     strokes: list[list[tuple[int, int]]], size: int = 256, width: int = 18, offset: tuple[int, int] = (0, 0)
 ) -> np.ndarray:

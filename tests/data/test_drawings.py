@@ -19,7 +19,14 @@ from digitops.infer.inputs import InputLimits, digit_from_image, open_image, png
 from digitops.serve.feedback import store_drawings
 from digitops.split import split_dataset
 from digitops.validate import check_sources
-from tests.fakes import FOUR_STROKES, REPO_ROOT, SEVEN_STROKES, canvas_rgba, draw_strokes, interim_arrays
+from tests.fakes import (
+    FOUR_STROKES,
+    REPO_ROOT,
+    SEVEN_STROKES,
+    canvas_rgba,
+    draw_strokes,
+    interim_arrays,
+)
 
 PARAMS = load_params(REPO_ROOT / "params.yaml")
 DRAWINGS = get_source("drawings")
@@ -27,11 +34,16 @@ LIMITS = InputLimits(max_images=64, max_bytes=1_000_000, max_pixels=1_000_000)
 
 
 def _canvas_drawings(count: int, seed: int = 0) -> list[tuple[bytes, int]]:
-    """`count` distinct canvas drawings (PNG, RGBA, ink in alpha): 7s and 4s in varied places and colours."""
+    """`count` distinct canvas drawings (PNG, RGBA, ink in alpha): 7s and 4s in varied shapes, places and
+    colours. Each is drawn by its own hand (the strokes' points moved): the store judges duplicates on the
+    normalised digit, which the place and colour do not change."""
     rng = np.random.default_rng(seed)
     drawings = []
     for number in range(count):
-        strokes, label = (SEVEN_STROKES, 7) if number % 2 == 0 else (FOUR_STROKES, 4)
+        model, label = (SEVEN_STROKES, 7) if number % 2 == 0 else (FOUR_STROKES, 4)
+        strokes = [
+            [(x + int(rng.integers(-12, 13)), y + int(rng.integers(-12, 13))) for x, y in s] for s in model
+        ]
         offset = tuple(int(v) for v in rng.integers(-20, 20, size=2))
         colour = tuple(int(v) for v in rng.integers(0, 256, size=3))
         ink = draw_strokes(strokes, width=int(rng.integers(10, 26)), offset=offset)

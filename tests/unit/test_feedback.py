@@ -1,4 +1,5 @@
-"""Contributed drawings: checked, stored atomically, once, and safely from several processes at once."""
+"""Contributed drawings: checked, stored atomically, once (judged on the normalised digit), within each
+client's quota and the folder's cap, and safely from several processes at once."""
 
 from __future__ import annotations
 
@@ -19,11 +20,14 @@ from digitops.infer.inputs import BadInputError, InputLimits, png_bytes
 from digitops.serve.feedback import (
     DEFAULT_FEEDBACK_DIR,
     FEEDBACK_DIR_ENV,
+    FeedbackQuota,
+    QuotaExceededError,
+    StorageFullError,
     StoredDrawing,
     feedback_dir,
     store_drawings,
 )
-from tests.fakes import FOUR_STROKES, REPO_ROOT, SEVEN_STROKES, canvas_rgba, draw_strokes
+from tests.fakes import FOUR_STROKES, REPO_ROOT, SEVEN_STROKES, canvas_rgba, draw_strokes, jittered
 
 LIMITS = InputLimits(max_images=4, max_bytes=200_000, max_pixels=600 * 600)
 
@@ -48,17 +52,25 @@ def _lines(folder: Path) -> list[dict]:
     return [json.loads(line) for line in (folder / MANIFEST_NAME).read_text().splitlines()]
 
 
-def test_a_drawing_is_stored_as_sent_with_one_manifest_line(tmp_path):
+def _pixels(data: bytes) -> np.ndarray:
+    with Image.open(io.BytesIO(data)) as image:
+        return np.asarray(image.convert("RGBA"))
+
+
+def test_a_drawing_is_stored_as_a_canonical_png_with_one_manifest_line(tmp_path):
     folder = tmp_path / "feedback"  # created on first use
 
-    stored = store_drawings([(SEVEN, 7)], folder, LIMITS)
+    stored = store_drawings([(SEVEN + b"junk after the image's end" * 1000, 7)], folder, LIMITS, "10.0.0.5")
 
     digest = stored[0].sha256
     assert stored == [StoredDrawing(file=f"{digest}.png", sha256=digest, label=7, duplicate=False)]
-    assert (folder / f"{digest}.png").read_bytes() == SEVEN
+    kept = (folder / f"{digest}.png").read_bytes()
+    assert b"junk" not in kept and hashlib.sha256(kept).hexdigest() == digest
+    np.testing.assert_array_equal(_pixels(kept), _pixels(SEVEN))  # the pixels, and nothing else
     [line] = _lines(folder)
-    assert set(line) == {"file", "label", "sha256", "received"}
+    assert set(line) == {"file", "label", "sha256", "received", "digit_sha256", "client", "bytes"}
     assert (line["file"], line["label"], line["sha256"]) == (f"{digest}.png", 7, digest)
+    assert (line["client"], line["bytes"], len(line["digit_sha256"])) == ("10.0.0.5", len(kept), 64)
     received = datetime.fromisoformat(line["received"])
     assert received.utcoffset().total_seconds() == 0
     assert abs((datetime.now(UTC) - received).total_seconds()) < 60
@@ -84,14 +96,36 @@ def test_the_same_drawing_with_another_label_is_refused(tmp_path):
     before = _contents(tmp_path)
 
     with pytest.raises(
-        BadInputError, match=r"item 1: this exact image was already contributed with label 7, not 1"
+        BadInputError, match=r"item 1: this drawing was already contributed with label 7, not 1"
     ):
         store_drawings([(FOUR, 4), (SEVEN, 1)], tmp_path, LIMITS)
     with pytest.raises(
-        BadInputError, match=r"item 1: this exact image is also in this request with label 4, not 9"
+        BadInputError, match=r"item 1: this drawing is also in this request with label 4, not 9"
     ):
         store_drawings([(FOUR, 4), (FOUR, 9)], tmp_path, LIMITS)
 
+    assert _contents(tmp_path) == before
+
+
+def _reencoded(data: bytes, **options) -> bytes:
+    buffer = io.BytesIO()
+    with Image.open(io.BytesIO(data)) as image:
+        image.save(buffer, format=image.format, **options)
+    return buffer.getvalue()
+
+
+def test_the_same_drawing_re_encoded_is_the_same_drawing(tmp_path):
+    """Other bytes, the same pixels (another PNG compression, or another position on the canvas): the
+    same digit, so the same duplicate or conflict as the original bytes."""
+    store_drawings([(SEVEN, 7)], tmp_path, LIMITS)
+    before = _contents(tmp_path)
+    recompressed = _reencoded(SEVEN, compress_level=1)
+    moved = _canvas_png(SEVEN_STROKES, offset=(30, -20))
+    assert len({SEVEN, recompressed, moved}) == 3
+    for other in (recompressed, moved):
+        with pytest.raises(BadInputError, match=r"was already contributed with label 7, not 1"):
+            store_drawings([(other, 1)], tmp_path, LIMITS)
+        assert [item.duplicate for item in store_drawings([(other, 7)], tmp_path, LIMITS)] == [True]
     assert _contents(tmp_path) == before
 
 
@@ -150,13 +184,14 @@ def test_other_formats_are_stored_as_lossless_png_with_their_alpha(tmp_path):
         np.testing.assert_array_equal(np.asarray(image), canvas)
 
 
-def test_a_failing_write_leaves_the_folder_as_it_was(tmp_path):
+def test_a_failing_write_leaves_the_folder_as_it_was(tmp_path, tmp_path_factory):
     store_drawings([(FOUR, 4)], tmp_path, LIMITS)
     before = _contents(tmp_path)
-    blocked = tmp_path / f"{hashlib.sha256(SEVEN).hexdigest()}.png"  # where SEVEN would be stored
+    [elsewhere] = store_drawings([(SEVEN, 7)], tmp_path_factory.mktemp("elsewhere"), LIMITS)
+    blocked = tmp_path / elsewhere.file  # where SEVEN would be stored
     blocked.mkdir()  # a folder in its place: storing the second drawing fails
 
-    other = _canvas_png(SEVEN_STROKES, offset=(9, 0))
+    other = _canvas_png(jittered(SEVEN_STROKES, np.random.default_rng(0)))
     with pytest.raises(OSError):
         store_drawings([(other, 7), (SEVEN, 7)], tmp_path, LIMITS)
 
@@ -164,9 +199,11 @@ def test_a_failing_write_leaves_the_folder_as_it_was(tmp_path):
     assert _contents(tmp_path) == before  # the first drawing's file was removed again; manifest unchanged
 
 
-def test_a_file_left_without_its_manifest_line_is_recorded_by_the_next_request(tmp_path):
-    (tmp_path / f"{hashlib.sha256(SEVEN).hexdigest()}.png").write_bytes(SEVEN)  # as if a worker died
-    # between writing the file and adding its manifest line
+def test_a_file_left_without_its_manifest_line_is_recorded_by_the_next_request(tmp_path, tmp_path_factory):
+    other_folder = tmp_path_factory.mktemp("elsewhere")
+    [elsewhere] = store_drawings([(SEVEN, 7)], other_folder, LIMITS)
+    (tmp_path / elsewhere.file).write_bytes((other_folder / elsewhere.file).read_bytes())
+    # as if a worker died between writing the file and adding its manifest line
     assert read_manifest(tmp_path) == []
 
     [stored] = store_drawings([(SEVEN, 7)], tmp_path, LIMITS)
@@ -182,9 +219,10 @@ def _store_many(folder: Path, drawings: list[tuple[bytes, int]], start) -> None:
 
 
 def test_two_processes_storing_at_once_keep_a_valid_manifest(tmp_path):
+    rng = np.random.default_rng(1)
     drawings = [
-        (_canvas_png(strokes, offset=(dx, 0)), label)
-        for dx in range(0, 24, 2)
+        (_canvas_png(jittered(strokes, rng)), label)
+        for _ in range(12)
         for strokes, label in ((SEVEN_STROKES, 7), (FOUR_STROKES, 4))
     ]  # 24 distinct drawings
     shared = drawings[:6]  # both processes send these too
@@ -218,3 +256,54 @@ def test_an_item_that_is_not_a_pair_is_refused(tmp_path, item):
     with pytest.raises(BadInputError, match=r"^item 1: expected \(image bytes, label\)"):
         store_drawings([(FOUR, 4), item], tmp_path / "feedback", LIMITS)
     assert not (tmp_path / "feedback").exists()
+
+
+def _distinct(count: int, seed: int = 2) -> list[tuple[bytes, int]]:
+    rng = np.random.default_rng(seed)
+    return [(_canvas_png(jittered(SEVEN_STROKES, rng)), 7) for _ in range(count)]
+
+
+def test_a_client_past_its_daily_quota_is_refused_and_others_are_not(tmp_path):
+    quota = FeedbackQuota(per_client_per_day=3, max_folder_bytes=10**9)
+    first, second = _distinct(4), _distinct(2, seed=3)
+    store_drawings(first[:2], tmp_path, LIMITS, "10.0.0.5", quota)
+    before = _contents(tmp_path)
+    with pytest.raises(
+        QuotaExceededError, match="contributed 2 drawings in the last 24 hours; the limit is 3"
+    ):
+        store_drawings(first[2:], tmp_path, LIMITS, "10.0.0.5", quota)  # 2 + 2 > 3: none of them
+    assert _contents(tmp_path) == before
+    # A duplicate costs nothing; another client has its own quota.
+    assert [item.duplicate for item in store_drawings(first[:1], tmp_path, LIMITS, "10.0.0.5", quota)] == [
+        True
+    ]
+    store_drawings(second, tmp_path, LIMITS, "10.0.0.9", quota)
+    # Contributions older than 24 hours no longer count.
+    manifest = tmp_path / MANIFEST_NAME
+    lines = [json.loads(line) for line in manifest.read_text().splitlines()]
+    for line in lines:
+        line["received"] = "2000-01-01T00:00:00.000+00:00"
+    manifest.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    store_drawings(first[2:], tmp_path, LIMITS, "10.0.0.5", quota)
+
+
+def test_the_folder_stops_growing_at_its_cap(tmp_path):
+    drawings = _distinct(3)
+    store_drawings(drawings[:1], tmp_path, LIMITS)
+    cap = 1.5 * sum(path.stat().st_size for path in tmp_path.glob("*.png"))
+    quota = FeedbackQuota(per_client_per_day=100, max_folder_bytes=int(cap))
+    before = _contents(tmp_path)
+    with pytest.raises(StorageFullError, match="contributions are paused until they are reviewed"):
+        store_drawings(drawings[1:], tmp_path, LIMITS, "10.0.0.5", quota)
+    assert _contents(tmp_path) == before
+
+
+def test_a_torn_last_manifest_line_is_not_read_and_is_cut_off_by_the_next_writer(tmp_path):
+    store_drawings([(SEVEN, 7)], tmp_path, LIMITS)
+    manifest = tmp_path / MANIFEST_NAME
+    manifest.write_bytes(manifest.read_bytes() + b'{"file": "half a li')  # a writer died mid-line
+    assert [record.label for record in read_manifest(tmp_path)] == [7]
+
+    store_drawings([(FOUR, 4)], tmp_path, LIMITS)
+
+    assert [line["label"] for line in _lines(tmp_path)] == [7, 4]  # every line parses

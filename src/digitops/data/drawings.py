@@ -1,9 +1,11 @@
 """Contributed drawings: the folder the service stores them in (`digitops.serve.feedback`), as a data source.
 
 The folder holds one PNG per drawing, named by the SHA-256 of its bytes, and `manifest.jsonl`, one JSON
-object per drawing: `{"file": "<sha256>.png", "label": 7, "sha256": "<sha256>", "received": "<ISO UTC>"}`.
-A drawing is in the data set once its manifest line is: the service writes the PNG first, then the
-manifest (atomically), so a reader never sees a line whose file is missing.
+object per drawing: `{"file": "<sha256>.png", "label": 7, "sha256": "<sha256>", "received": "<ISO UTC>",
+"digit_sha256": "<sha256 of the normalised 28x28 digit>", "client": "<who sent it>", "bytes": 1234}` (the
+last three are absent from lines written before they were recorded). A drawing is in the data set once its
+manifest line is: the service writes the PNG first, then appends the line, so a reader never sees a line
+whose file is missing; a last line without its newline is still being written and is not read yet.
 
 Drawings have no official split: each goes to `train` or `test` by the content hash of its normalised
 image (`split_by_hash`), so it keeps its split as more arrive, and identical digits share a split.
@@ -25,6 +27,7 @@ from digitops.errors import DataFileError
 
 MANIFEST_NAME = "manifest.jsonl"
 _RECORD_KEYS = ("file", "label", "sha256", "received")
+_OPTIONAL_KEYS = ("digit_sha256", "client", "bytes")  # recorded since contributions are attributed
 
 
 @dataclass(frozen=True)
@@ -35,10 +38,21 @@ class DrawingRecord:
     label: int  # 0-9
     sha256: str  # of the file's bytes
     received: str  # ISO 8601, UTC
+    digit_sha256: str | None = None  # of the normalised (28, 28) digit: what duplicates are judged on
+    client: str = ""  # who sent it (the client's address), for quotas and withdrawal
+    bytes: int = 0  # the stored file's size
 
     def to_json(self) -> str:
         return json.dumps(
-            {"file": self.file, "label": self.label, "sha256": self.sha256, "received": self.received}
+            {
+                "file": self.file,
+                "label": self.label,
+                "sha256": self.sha256,
+                "received": self.received,
+                "digit_sha256": self.digit_sha256,
+                "client": self.client,
+                "bytes": self.bytes,
+            }
         )
 
 
@@ -55,13 +69,16 @@ def read_manifest(folder: Path) -> list[DrawingRecord]:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return []
+    if not text.endswith("\n"):  # the last line is still being appended: not recorded yet
+        text = text[: text.rfind("\n") + 1]
     records = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
             fields = json.loads(line)
-            record = DrawingRecord(**{key: fields[key] for key in _RECORD_KEYS})
+            optional = {key: fields[key] for key in _OPTIONAL_KEYS if key in fields}
+            record = DrawingRecord(**{key: fields[key] for key in _RECORD_KEYS}, **optional)
         except (ValueError, TypeError, KeyError) as error:
             raise DataFileError(path, f"line {number} is not a drawing record ({error})") from None
         if type(record.label) is not int or not 0 <= record.label < NUM_CLASSES:

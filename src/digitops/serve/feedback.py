@@ -1,23 +1,25 @@
 """Contributed drawings (`POST /feedback`): checked, then stored for the next `dvc repro`.
 
-    stored = store_drawings([(png_bytes, 7)], feedback_dir(), limits)
+    stored = store_drawings([(png_bytes, 7)], feedback_dir(), limits, client="10.0.0.5", quota=quota)
 
 The folder (see `digitops.data.drawings`, which reads it as the `drawings` source) holds
 `<sha256 of the file>.png` per drawing and `manifest.jsonl`, one line per drawing. How it stays consistent
 while several service workers store at once and `dvc repro` reads:
 - Every item of a request is checked before anything is written; one bad item refuses the whole request
   with a `BadInputError` that names the item (0-based), and the folder is left as it was.
+- Each drawing is stored re-encoded from its decoded pixels as a canonical PNG: whatever else the upload
+  carried (bytes after the image's end, metadata chunks) is not kept.
 - Each PNG is written atomically (temporary file, then rename), before its manifest line: a reader never
   meets a recorded file that is missing or half written.
-- The manifest is rewritten whole, atomically (old lines + new lines into a temporary file, then rename),
-  under an exclusive `fcntl.flock` on `<folder>/.lock` held by one request at a time. The lock makes
-  "read the manifest, check for duplicates and conflicts, add the new lines" one step across processes,
-  so two workers cannot both add the same drawing or lose each other's lines; the rename means a reader
-  (ingest, without the lock) sees the old manifest or the new one, never a torn line, even if the worker
-  dies mid-write. Rewriting costs one read and write of the manifest per request (one short JSON line
-  per drawing), cheap next to decoding the images.
-- The same bytes with the same label are stored once (the later submission is reported as a duplicate);
-  the same bytes with a different label are refused: a label we cannot trust must not reach training.
+- The manifest is append-only: the new lines are appended in one write under an exclusive `fcntl.flock`
+  on `<folder>/.lock`, held by one request at a time. The lock makes "read the manifest, check duplicates,
+  conflicts and quotas, append" one step across processes; a reader (ingest, without the lock) ignores a
+  last line that has no newline yet, and the next writer cuts such a torn line off before appending.
+- Duplicates and conflicts are judged on the normalised digit, not the bytes: the same drawing re-encoded
+  is the same drawing. Sent again with the same label it is stored once (reported as a duplicate); with
+  a different label it is refused: a label we cannot trust must not reach training.
+- Each line records who sent the drawing (`client`), so that a client's contributions in the last 24
+  hours are capped (`QuotaExceededError`, 429) and the folder's size is capped (`StorageFullError`, 507).
 """
 
 from __future__ import annotations
@@ -29,21 +31,38 @@ import io
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from PIL import Image, ImageOps
 
 from digitops.data.drawings import MANIFEST_NAME, DrawingRecord, read_manifest
 from digitops.digits import NUM_CLASSES
+from digitops.errors import DigitopsError
 from digitops.infer.inputs import BadInputError, InputLimits, digit_from_image, open_image
 from digitops.io import atomic_write
 
 FEEDBACK_DIR_ENV = "DIGITOPS_FEEDBACK_DIR"
 DEFAULT_FEEDBACK_DIR = Path("data/feedback")  # params.yaml base.paths.feedback (a test keeps them equal)
 LOCK_NAME = ".lock"
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+QUOTA_WINDOW = timedelta(hours=24)
 _PNG_MODES = {"1", "L", "LA", "I", "I;16", "P", "RGB", "RGBA"}  # what Pillow writes to PNG as they are
+
+
+class QuotaExceededError(DigitopsError):
+    """The client has contributed its share for now (HTTP 429)."""
+
+
+class StorageFullError(DigitopsError):
+    """The feedback folder has reached its size cap (HTTP 507)."""
+
+
+@dataclass(frozen=True)
+class FeedbackQuota:
+    """How much may be contributed: per client in `QUOTA_WINDOW`, and in all (the folder's size)."""
+
+    per_client_per_day: int  # drawings
+    max_folder_bytes: int  # the stored drawings' files together
 
 
 @dataclass(frozen=True)
@@ -66,15 +85,21 @@ def feedback_dir(default: Path = DEFAULT_FEEDBACK_DIR, environ: Mapping[str, str
 
 
 def store_drawings(
-    items: Sequence[tuple[bytes, int]], folder: Path, limits: InputLimits
+    items: Sequence[tuple[bytes, int]],
+    folder: Path,
+    limits: InputLimits,
+    client: str = "",
+    quota: FeedbackQuota | None = None,
 ) -> list[StoredDrawing]:
     """Check contributed drawings and store them, all or none, for the next `dvc repro`.
 
     Args:
         items: (image file bytes, true label 0-9) per drawing: PNG as drawn on the page (RGBA, the ink in
-            alpha), or any format Pillow reads (stored as PNG, pixels unchanged).
+            alpha), or any format Pillow reads; stored as a canonical PNG of the decoded pixels.
         folder: the feedback folder (`feedback_dir()`); created when missing.
         limits: the request limits.
+        client: who sends them (recorded with each drawing; the quota is per client).
+        quota: the caps; None: no caps (tests, tools).
 
     Returns:
         per item, in order: its file, SHA-256, label, and whether it was a duplicate.
@@ -82,37 +107,52 @@ def store_drawings(
     Raises:
         BadInputError: no items or too many; an item (named by its 0-based index) has a label that is not
             an integer 0-9, bytes that are not a readable image within the limits, a blank image, or the
-            bytes of a drawing already stored with another label. Nothing is written then.
+            digit of a drawing already stored with another label. Nothing is written then.
+        QuotaExceededError: the client would pass `quota.per_client_per_day`. Nothing is written.
+        StorageFullError: the folder would pass `quota.max_folder_bytes`. Nothing is written.
     """
     if not items:
         raise BadInputError("no drawings: send at least one")
     if len(items) > limits.max_images:
         raise BadInputError(f"{len(items)} drawings in one request; the limit is {limits.max_images}")
-    pngs = [_checked_png(index, item, limits) for index, item in enumerate(items)]
+    checked = [_checked_png(index, item, limits) for index, item in enumerate(items)]
+    pngs = [png for png, _ in checked]
+    digit_digests = [digit for _, digit in checked]
     labels = [label for _, label in items]
     digests = [hashlib.sha256(png).hexdigest() for png in pngs]
-    _refuse_conflicts(digests, labels, {})  # within the request, before taking the lock
+    _refuse_conflicts(digit_digests, labels, {})  # within the request, before taking the lock
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     with _exclusive_lock(folder / LOCK_NAME):
-        known = {record.sha256: record.label for record in read_manifest(folder)}
-        _refuse_conflicts(digests, labels, known)
-        received = datetime.now(UTC).isoformat(timespec="milliseconds")
+        records = read_manifest(folder)
+        known = {record.digit_sha256: record.label for record in records if record.digit_sha256}
+        known_files = {record.sha256: record.label for record in records}  # lines from before digit hashes
+        _refuse_conflicts(digit_digests, labels, known)
+        _refuse_conflicts(digests, labels, known_files)
+        fresh = [
+            index
+            for index, (digit, digest) in enumerate(zip(digit_digests, digests, strict=True))
+            if digit not in known and digest not in known_files and digit not in digit_digests[:index]
+        ]
+        received = datetime.now(UTC)
+        if quota is not None:
+            _check_quota(records, folder, client, [len(pngs[index]) for index in fresh], received, quota)
+        stamp = received.isoformat(timespec="milliseconds")
         results, new_records, written = [], [], []
         try:
-            for png, digest, label in zip(pngs, digests, labels, strict=True):
-                duplicate = digest in known
-                results.append(StoredDrawing(f"{digest}.png", digest, label, duplicate))
-                if duplicate:
+            for index, (png, digest, label) in enumerate(zip(pngs, digests, labels, strict=True)):
+                results.append(StoredDrawing(f"{digest}.png", digest, label, index not in fresh))
+                if index not in fresh:
                     continue
-                known[digest] = label
                 path = folder / f"{digest}.png"
                 if not _holds(path, png):  # a file left by an earlier, failed request is reused
                     with atomic_write(path) as handle:
                         handle.write(png)
                     written.append(path)
-                new_records.append(DrawingRecord(path.name, label, digest, received))
+                new_records.append(
+                    DrawingRecord(path.name, label, digest, stamp, digit_digests[index], client, len(png))
+                )
             if new_records:
                 _append_records(folder / MANIFEST_NAME, new_records)
         except BaseException:
@@ -122,8 +162,44 @@ def store_drawings(
     return results
 
 
-def _checked_png(index: int, item: object, limits: InputLimits) -> bytes:
-    """One item -> the PNG bytes to store. Raises BadInputError naming the item."""
+def _check_quota(
+    records: Sequence[DrawingRecord],
+    folder: Path,
+    client: str,
+    new_sizes: Sequence[int],
+    now: datetime,
+    quota: FeedbackQuota,
+) -> None:
+    """QuotaExceededError or StorageFullError when storing `new_sizes` more files would pass a cap."""
+    since = now - QUOTA_WINDOW
+    recent = sum(
+        1 for record in records if record.client == client and datetime.fromisoformat(record.received) > since
+    )
+    if new_sizes and recent + len(new_sizes) > quota.per_client_per_day:
+        raise QuotaExceededError(
+            f"this client has contributed {recent} drawings in the last 24 hours; the limit is "
+            f"{quota.per_client_per_day}: try again later"
+        )
+    stored = sum(record.bytes or _size(folder / record.file) for record in records)
+    if new_sizes and stored + sum(new_sizes) > quota.max_folder_bytes:
+        raise StorageFullError(
+            f"the feedback folder holds {stored:,} bytes of drawings; its cap is {quota.max_folder_bytes:,}: "
+            "contributions are paused until they are reviewed"
+        )
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _checked_png(index: int, item: object, limits: InputLimits) -> tuple[bytes, str]:
+    """One item -> the canonical PNG to store and the SHA-256 of its normalised digit.
+
+    Raises BadInputError naming the item.
+    """
     if isinstance(item, str | bytes | bytearray) or not isinstance(item, Sequence) or len(item) != 2:
         raise BadInputError(f"item {index}: expected (image bytes, label), got {type(item).__name__}")
     data, label = item
@@ -135,16 +211,14 @@ def _checked_png(index: int, item: object, limits: InputLimits) -> bytes:
         raise BadInputError(f"item {index}: expected the image file's bytes, got {type(data).__name__}")
     try:
         image = open_image(bytes(data), limits)
-        digit_from_image(image)  # refuses a blank drawing
+        digit = digit_from_image(image)  # refuses a blank drawing
     except BadInputError as error:
         raise BadInputError(f"item {index}: {error}") from None
-    if bytes(data[:8]) == _PNG_SIGNATURE:
-        return bytes(data)  # stored as sent
-    return _as_png(image)
+    return _as_png(image), hashlib.sha256(digit.tobytes()).hexdigest()
 
 
 def _as_png(image: Image.Image) -> bytes:
-    """Any decoded image -> lossless PNG of the same pixels (upright, alpha kept)."""
+    """Any decoded image -> lossless PNG of the same pixels (upright, alpha kept), and nothing else."""
     image = ImageOps.exif_transpose(image)  # PNG would drop the EXIF orientation the normaliser applies
     if image.mode not in _PNG_MODES:  # CMYK, YCbCr, LAB, 32-bit float ...
         has_alpha = "A" in image.getbands() or "transparency" in image.info
@@ -155,14 +229,15 @@ def _as_png(image: Image.Image) -> bytes:
 
 
 def _refuse_conflicts(digests: Sequence[str], labels: Sequence[int], known: Mapping[str, int]) -> None:
-    """BadInputError when an item's bytes are stored (or sent earlier in the request) with another label."""
+    """BadInputError when an item's digit (or bytes) is stored, or sent earlier in the request, with
+    another label."""
     seen = dict(known)
     for index, (digest, label) in enumerate(zip(digests, labels, strict=True)):
         earlier = seen.setdefault(digest, label)
         if earlier != label:
             where = "was already contributed" if digest in known else "is also in this request"
             raise BadInputError(
-                f"item {index}: this exact image {where} with label {earlier}, not {label}; "
+                f"item {index}: this drawing {where} with label {earlier}, not {label}; "
                 "conflicting labels are refused"
             )
 
@@ -175,16 +250,21 @@ def _holds(path: Path, data: bytes) -> bool:
 
 
 def _append_records(manifest: Path, records: Sequence[DrawingRecord]) -> None:
-    """Rewrite the manifest with `records` added at the end, atomically. Call with the folder's lock held."""
-    try:
-        old = manifest.read_bytes()
-    except FileNotFoundError:
-        old = b""
-    if old and not old.endswith(b"\n"):
-        old += b"\n"
-    new = "".join(record.to_json() + "\n" for record in records).encode("utf-8")
-    with atomic_write(manifest) as handle:
-        handle.write(old + new)
+    """Append `records` to the manifest in one write. Call with the folder's lock held.
+
+    A last line without its newline was torn by a writer that died: it is cut off first (its drawing was
+    never recorded, so its sender may send it again).
+    """
+    with manifest.open("a+b") as handle:
+        size = handle.seek(0, os.SEEK_END)
+        if size:
+            handle.seek(0)
+            text = handle.read()
+            if not text.endswith(b"\n"):
+                handle.truncate(text.rfind(b"\n") + 1)
+        handle.write("".join(record.to_json() + "\n" for record in records).encode("utf-8"))
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 @contextlib.contextmanager
