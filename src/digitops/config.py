@@ -329,6 +329,11 @@ class ServeParams(_Section):
     # ONNX Runtime's graph optimisation level (digitops.infer.classifier.OPTIMIZATION_LEVELS)
     graph_optimization: Literal["disabled", "basic", "extended", "all"] = "all"
     access_log: bool  # BentoML's log line per request (it costs CPU per request; metrics count anyway)
+    # Who may POST /feedback (digitops.serve.contributors): auto (a token when DIGITOPS_FEEDBACK_TOKEN is
+    # set, else loopback clients only), token, open or off; and how much they may send.
+    feedback: Literal["auto", "token", "open", "off"] = "auto"
+    feedback_per_client_per_day: PositiveInt = 200  # drawings per client in 24 hours (429 beyond)
+    feedback_max_bytes: PositiveInt = 500_000_000  # the feedback folder's cap (507 beyond)
 
 
 class Params(_Section):

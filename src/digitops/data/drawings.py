@@ -13,9 +13,13 @@ image (`split_by_hash`), so it keeps its split as more arrive, and identical dig
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import io
 import json
+import os
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,8 +28,10 @@ from PIL import Image
 
 from digitops.digits import NUM_CLASSES
 from digitops.errors import DataFileError
+from digitops.io import atomic_write
 
 MANIFEST_NAME = "manifest.jsonl"
+LOCK_NAME = ".lock"  # writers of a folder's manifest hold an exclusive flock on it
 _RECORD_KEYS = ("file", "label", "sha256", "received")
 _OPTIONAL_KEYS = ("digit_sha256", "client", "bytes")  # recorded since contributions are attributed
 
@@ -149,3 +155,38 @@ def split_by_hash(hashes: np.ndarray, test_fraction: float) -> np.ndarray:
     """
     position = np.array([int(digest[:16], 16) / 2.0**64 for digest in hashes], dtype=np.float64)
     return np.where(position < test_fraction, "test", "train").astype("U5")
+
+
+def append_records(manifest: Path, records: Sequence[DrawingRecord]) -> None:
+    """Append `records` to the manifest in one write. Call with the folder's lock held.
+
+    A last line without its newline was torn by a writer that died: it is cut off first (its drawing was
+    never recorded, so its sender may send it again).
+    """
+    with manifest.open("a+b") as handle:
+        size = handle.seek(0, os.SEEK_END)
+        if size:
+            handle.seek(0)
+            text = handle.read()
+            if not text.endswith(b"\n"):
+                handle.truncate(text.rfind(b"\n") + 1)
+        handle.write("".join(record.to_json() + "\n" for record in records).encode("utf-8"))
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def rewrite_manifest(folder: Path, records: Sequence[DrawingRecord]) -> None:
+    """Replace the manifest with `records`, atomically (compaction). Call with the folder's lock held."""
+    with atomic_write(Path(folder) / MANIFEST_NAME) as handle:
+        handle.write("".join(record.to_json() + "\n" for record in records).encode("utf-8"))
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive flock on `path` (created if missing): one holder at a time across processes."""
+    with path.open("a") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)

@@ -24,19 +24,24 @@ while several service workers store at once and `dvc repro` reads:
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import io
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from PIL import Image, ImageOps
 
-from digitops.data.drawings import MANIFEST_NAME, DrawingRecord, read_manifest
+from digitops.data.drawings import (
+    LOCK_NAME,
+    MANIFEST_NAME,
+    DrawingRecord,
+    append_records,
+    exclusive_lock,
+    read_manifest,
+)
 from digitops.digits import NUM_CLASSES
 from digitops.errors import DigitopsError
 from digitops.infer.inputs import BadInputError, InputLimits, digit_from_image, open_image
@@ -44,7 +49,6 @@ from digitops.io import atomic_write
 
 FEEDBACK_DIR_ENV = "DIGITOPS_FEEDBACK_DIR"
 DEFAULT_FEEDBACK_DIR = Path("data/feedback")  # params.yaml base.paths.feedback (a test keeps them equal)
-LOCK_NAME = ".lock"
 QUOTA_WINDOW = timedelta(hours=24)
 _PNG_MODES = {"1", "L", "LA", "I", "I;16", "P", "RGB", "RGBA"}  # what Pillow writes to PNG as they are
 
@@ -124,7 +128,7 @@ def store_drawings(
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    with _exclusive_lock(folder / LOCK_NAME):
+    with exclusive_lock(folder / LOCK_NAME):
         records = read_manifest(folder)
         known = {record.digit_sha256: record.label for record in records if record.digit_sha256}
         known_files = {record.sha256: record.label for record in records}  # lines from before digit hashes
@@ -154,7 +158,7 @@ def store_drawings(
                     DrawingRecord(path.name, label, digest, stamp, digit_digests[index], client, len(png))
                 )
             if new_records:
-                _append_records(folder / MANIFEST_NAME, new_records)
+                append_records(folder / MANIFEST_NAME, new_records)
         except BaseException:
             for path in written:  # no file without its manifest line
                 path.unlink(missing_ok=True)
@@ -247,32 +251,3 @@ def _holds(path: Path, data: bytes) -> bool:
         return path.read_bytes() == data
     except FileNotFoundError:
         return False
-
-
-def _append_records(manifest: Path, records: Sequence[DrawingRecord]) -> None:
-    """Append `records` to the manifest in one write. Call with the folder's lock held.
-
-    A last line without its newline was torn by a writer that died: it is cut off first (its drawing was
-    never recorded, so its sender may send it again).
-    """
-    with manifest.open("a+b") as handle:
-        size = handle.seek(0, os.SEEK_END)
-        if size:
-            handle.seek(0)
-            text = handle.read()
-            if not text.endswith(b"\n"):
-                handle.truncate(text.rfind(b"\n") + 1)
-        handle.write("".join(record.to_json() + "\n" for record in records).encode("utf-8"))
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
-@contextlib.contextmanager
-def _exclusive_lock(path: Path) -> Iterator[None]:
-    """Hold an exclusive flock on `path` (created if missing): one holder at a time across processes."""
-    with path.open("a") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
