@@ -1,8 +1,13 @@
 """The `digitops` command. `digitops predict`: digits in image files, folders and Kaggle CSVs -> a CSV.
+`digitops drawings`: review contributed drawings before they can train a model.
 
     digitops predict scans/ seven.png --out predictions.csv      # path,digit,confidence,label
     digitops predict test.csv --out submission.csv               # Kaggle's ImageId,Label
     digitops predict scans/ --url http://localhost:3000          # ask a running service instead
+    digitops drawings list                                       # what waits in quarantine
+    digitops drawings sheet --out sheet.png                      # look at it
+    digitops drawings accept 3f2a9c1d 77be0e21                   # into the training pool
+    digitops drawings reject --client 203.0.113.7                # delete what one sender sent
 
 Argparse, help and exit codes only: the work is `digitops.predict`'s. Subcommands live in `build_parser`;
 each is one function that takes the parsed arguments and returns an exit code.
@@ -172,7 +177,94 @@ def build_parser() -> argparse.ArgumentParser:
         help="no progress bar and no summary line (problems still shown)",
     )
     predict_parser.set_defaults(handler=run_predict)
+    _add_drawings_commands(commands)
     return parser
+
+
+DRAWINGS_HELP = """Review contributed drawings (POST /feedback). The service keeps them in quarantine
+(<feedback folder>/incoming); only accepted drawings join the pool that the `drawings` source trains on.
+The feedback folder is DIGITOPS_FEEDBACK_DIR, else params.yaml's base.paths.feedback, else data/feedback."""
+
+
+def _add_drawings_commands(commands) -> None:
+    drawings = commands.add_parser(
+        "drawings", help="review contributed drawings", description=DRAWINGS_HELP
+    ).add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = drawings.add_parser("list", help="the drawings waiting in quarantine")
+    listing.set_defaults(handler=run_drawings_list)
+    sheet = drawings.add_parser("sheet", help="a PNG of the waiting drawings as the model sees them")
+    sheet.add_argument("--out", "-o", required=True, metavar="FILE")
+    sheet.set_defaults(handler=run_drawings_sheet)
+    for action, text in (("accept", "move drawings into the training pool"), ("reject", "delete drawings")):
+        parser = drawings.add_parser(action, help=text)
+        parser.add_argument("sha256", nargs="*", help="drawings by their sha256 (8 characters or more)")
+        parser.add_argument("--client", metavar="ADDRESS", help="every waiting drawing this client sent")
+        parser.add_argument("--all", action="store_true", help="every waiting drawing")
+        parser.set_defaults(handler=run_drawings_review, action=action)
+    remove = drawings.add_parser("remove", help="withdraw everything one client sent, pooled or waiting")
+    remove.add_argument("--client", required=True, metavar="ADDRESS")
+    remove.set_defaults(handler=run_drawings_remove)
+    for parser in (listing, sheet, remove, *(drawings.choices[name] for name in ("accept", "reject"))):
+        parser.add_argument(
+            "--folder", type=Path, help="the feedback folder (default: see `digitops drawings`)"
+        )
+
+
+def _feedback_folder(args: argparse.Namespace) -> Path:
+    from digitops.data.drawings import DEFAULT_FEEDBACK_DIR, feedback_dir
+
+    if args.folder:
+        return args.folder
+    default = (
+        load_params(PARAMS_FILE).base.paths.feedback if Path(PARAMS_FILE).exists() else DEFAULT_FEEDBACK_DIR
+    )
+    return feedback_dir(default)
+
+
+def run_drawings_list(args: argparse.Namespace) -> int:
+    from digitops.data.review import waiting
+
+    records = waiting(_feedback_folder(args))
+    for record in records:
+        print(f"{record.sha256[:12]}  label {record.label}  from {record.client or '?'}  {record.received}")
+    print(f"{len(records)} drawings waiting", file=sys.stderr)
+    return EXIT_OK
+
+
+def run_drawings_sheet(args: argparse.Namespace) -> int:
+    from digitops.data.review import contact_sheet, waiting
+
+    folder = _feedback_folder(args)
+    records = waiting(folder)
+    contact_sheet(folder, records, Path(args.out))
+    print(f"{len(records)} drawings in {args.out}", file=sys.stderr)
+    return EXIT_OK
+
+
+def run_drawings_review(args: argparse.Namespace) -> int:
+    from digitops.data import review
+
+    if not (args.sha256 or args.client or args.all):
+        raise UsageError(f"name the drawings to {args.action}: sha256 prefixes, --client ADDRESS or --all")
+    if args.all and (args.sha256 or args.client):
+        raise UsageError("--all takes every waiting drawing: name no others")
+
+    def chosen(records):
+        return records if args.all else review.select(records, args.sha256, args.client)
+
+    result = getattr(review, args.action)(_feedback_folder(args), chosen)
+    for record, reason in result.refused:
+        print(f"{record.sha256[:12]} not accepted: {reason}", file=sys.stderr)
+    print(f"{len(result.moved)} drawings {args.action}ed", file=sys.stderr)
+    return EXIT_ERROR if result.refused else EXIT_OK
+
+
+def run_drawings_remove(args: argparse.Namespace) -> int:
+    from digitops.data.review import remove_client
+
+    result = remove_client(_feedback_folder(args), args.client)
+    print(f"{len(result.moved)} drawings from {args.client} removed", file=sys.stderr)
+    return EXIT_OK
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,7 +19,7 @@ import hashlib
 import io
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +32,8 @@ from digitops.io import atomic_write
 
 MANIFEST_NAME = "manifest.jsonl"
 LOCK_NAME = ".lock"  # writers of a folder's manifest hold an exclusive flock on it
+FEEDBACK_DIR_ENV = "DIGITOPS_FEEDBACK_DIR"
+DEFAULT_FEEDBACK_DIR = Path("data/feedback")  # params.yaml base.paths.feedback (a test keeps them equal)
 _RECORD_KEYS = ("file", "label", "sha256", "received")
 _OPTIONAL_KEYS = ("digit_sha256", "client", "bytes")  # recorded since contributions are attributed
 
@@ -60,6 +62,15 @@ class DrawingRecord:
                 "bytes": self.bytes,
             }
         )
+
+
+def feedback_dir(default: Path = DEFAULT_FEEDBACK_DIR, environ: Mapping[str, str] = os.environ) -> Path:
+    """The feedback folder: DIGITOPS_FEEDBACK_DIR when set and not empty, else `default`.
+
+    A relative path is relative to the working directory (the repository root for `make serve`).
+    """
+    value = environ.get(FEEDBACK_DIR_ENV, "").strip()
+    return Path(value).expanduser() if value else Path(default)
 
 
 def read_manifest(folder: Path) -> list[DrawingRecord]:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -34,12 +33,15 @@ from pathlib import Path
 
 from PIL import Image, ImageOps
 
-from digitops.data.drawings import (
+from digitops.data.drawings import (  # noqa: F401  (the folder's location, re-exported for the service)
+    DEFAULT_FEEDBACK_DIR,
+    FEEDBACK_DIR_ENV,
     LOCK_NAME,
     MANIFEST_NAME,
     DrawingRecord,
     append_records,
     exclusive_lock,
+    feedback_dir,
     read_manifest,
 )
 from digitops.digits import NUM_CLASSES
@@ -47,8 +49,6 @@ from digitops.errors import DigitopsError
 from digitops.infer.inputs import BadInputError, InputLimits, digit_from_image, open_image
 from digitops.io import atomic_write
 
-FEEDBACK_DIR_ENV = "DIGITOPS_FEEDBACK_DIR"
-DEFAULT_FEEDBACK_DIR = Path("data/feedback")  # params.yaml base.paths.feedback (a test keeps them equal)
 QUOTA_WINDOW = timedelta(hours=24)
 _PNG_MODES = {"1", "L", "LA", "I", "I;16", "P", "RGB", "RGBA"}  # what Pillow writes to PNG as they are
 
@@ -77,15 +77,6 @@ class StoredDrawing:
     sha256: str  # of the stored PNG's bytes
     label: int
     duplicate: bool  # True: the folder already held it with this label (or the request held it twice)
-
-
-def feedback_dir(default: Path = DEFAULT_FEEDBACK_DIR, environ: Mapping[str, str] = os.environ) -> Path:
-    """The feedback folder: DIGITOPS_FEEDBACK_DIR when set and not empty, else `default`.
-
-    A relative path is relative to the working directory (the repository root for `make serve`).
-    """
-    value = environ.get(FEEDBACK_DIR_ENV, "").strip()
-    return Path(value).expanduser() if value else Path(default)
 
 
 def store_drawings(

@@ -14,8 +14,8 @@ from __future__ import annotations
 import os
 
 from digitops.config import load_params
+from digitops.data.drawings import feedback_dir
 from digitops.infer.inputs import InputLimits
-from digitops.serve.feedback import feedback_dir
 
 PARAMS = load_params(os.environ.get("DIGITOPS_PARAMS", "params.yaml"))
 SERVE = PARAMS.serve
