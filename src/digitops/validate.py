@@ -22,6 +22,29 @@ INTERIM_KEYS = ("images", "labels", "split", "index")
 _BORDER = 4  # MNIST leaves 4 px around its 20x20 box
 
 
+def digit_problems(digit: np.ndarray, policy: ValidateParams) -> list[str]:
+    """What the data contract has against one normalised (28, 28) uint8 digit, in words (none: it passes).
+
+    The per-image checks of `check_sources`, for a digit on its own (a contributed drawing, before it is
+    stored): it has ink, its centre of mass is near (14, 14), and its frame is dark. A source's border is
+    checked on average; a single digit is held to the same mean on its own border.
+    """
+    if digit.max() < policy.min_peak_ink:
+        return [f"it is blank (brightest pixel below {policy.min_peak_ink})"]
+    problems = []
+    offset = float(np.abs(centre_of_mass(digit[None]) - MNIST_CENTRE).max())
+    if offset > policy.max_centre_offset:
+        problems.append(
+            f"its ink's centre of mass is {offset:.1f} px from the centre once normalised (at most "
+            f"{policy.max_centre_offset}): not one digit on its own"
+        )
+    frame = np.ones_like(digit, dtype=bool)
+    frame[_BORDER:-_BORDER, _BORDER:-_BORDER] = False
+    if float(digit[frame].mean()) > policy.max_border_mean:
+        problems.append(f"its ink reaches the frame (mean {float(digit[frame].mean()):.1f} on the border)")
+    return problems
+
+
 @dataclass
 class ValidationReport:
     violations: list[str] = field(default_factory=list)

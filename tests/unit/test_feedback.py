@@ -307,3 +307,31 @@ def test_a_torn_last_manifest_line_is_not_read_and_is_cut_off_by_the_next_writer
     store_drawings([(FOUR, 4)], tmp_path, LIMITS)
 
     assert [line["label"] for line in _lines(tmp_path)] == [7, 4]  # every line parses
+
+
+def test_a_drawing_the_data_contract_would_refuse_is_refused_at_upload(tmp_path):
+    """A blob with a line off to one side normalises with its centre of mass off centre: ingest would
+    have stored it, and the next validate stage would have stopped the whole pipeline on it."""
+    from PIL import ImageDraw
+
+    from digitops.validate import digit_problems
+
+    policy = load_params(REPO_ROOT / "params.yaml").validate_
+    blob = Image.new("L", (200, 200), 255)
+    pen = ImageDraw.Draw(blob)
+    pen.ellipse((20, 20, 90, 90), fill=0)
+    pen.line((90, 55, 190, 190), fill=0, width=3)
+    buffer = io.BytesIO()
+    blob.save(buffer, format="PNG")
+
+    def contract(digit):
+        return digit_problems(digit, policy)
+
+    with pytest.raises(
+        BadInputError, match=r"^item 1: the data contract refuses this drawing: .*centre of mass"
+    ):
+        store_drawings([(SEVEN, 7), (buffer.getvalue(), 0)], tmp_path, LIMITS, contract=contract)
+    assert _contents(tmp_path) == {}
+    assert [item.duplicate for item in store_drawings([(SEVEN, 7)], tmp_path, LIMITS, contract=contract)] == [
+        False
+    ]

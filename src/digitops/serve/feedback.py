@@ -26,11 +26,12 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 from PIL import Image, ImageOps
 
 from digitops.data.drawings import (  # noqa: F401  (the folder's location, re-exported for the service)
@@ -85,6 +86,7 @@ def store_drawings(
     limits: InputLimits,
     client: str = "",
     quota: FeedbackQuota | None = None,
+    contract: Callable[[np.ndarray], list[str]] | None = None,
 ) -> list[StoredDrawing]:
     """Check contributed drawings and store them, all or none, for the next `dvc repro`.
 
@@ -95,6 +97,9 @@ def store_drawings(
         limits: the request limits.
         client: who sends them (recorded with each drawing; the quota is per client).
         quota: the caps; None: no caps (tests, tools).
+        contract: the data contract's objections to a normalised (28, 28) digit
+            (`digitops.validate.digit_problems`): a drawing it objects to is refused now, not at the next
+            `dvc repro`, where it would stop the pipeline. None: not checked.
 
     Returns:
         per item, in order: its file, SHA-256, label, and whether it was a duplicate.
@@ -110,7 +115,7 @@ def store_drawings(
         raise BadInputError("no drawings: send at least one")
     if len(items) > limits.max_images:
         raise BadInputError(f"{len(items)} drawings in one request; the limit is {limits.max_images}")
-    checked = [_checked_png(index, item, limits) for index, item in enumerate(items)]
+    checked = [_checked_png(index, item, limits, contract) for index, item in enumerate(items)]
     pngs = [png for png, _ in checked]
     digit_digests = [digit for _, digit in checked]
     labels = [label for _, label in items]
@@ -190,7 +195,9 @@ def _size(path: Path) -> int:
         return 0
 
 
-def _checked_png(index: int, item: object, limits: InputLimits) -> tuple[bytes, str]:
+def _checked_png(
+    index: int, item: object, limits: InputLimits, contract: Callable[[np.ndarray], list[str]] | None
+) -> tuple[bytes, str]:
     """One item -> the canonical PNG to store and the SHA-256 of its normalised digit.
 
     Raises BadInputError naming the item.
@@ -209,6 +216,9 @@ def _checked_png(index: int, item: object, limits: InputLimits) -> tuple[bytes, 
         digit = digit_from_image(image)  # refuses a blank drawing
     except BadInputError as error:
         raise BadInputError(f"item {index}: {error}") from None
+    problems = contract(digit) if contract else []
+    if problems:
+        raise BadInputError(f"item {index}: the data contract refuses this drawing: {'; '.join(problems)}")
     return _as_png(image), hashlib.sha256(digit.tobytes()).hexdigest()
 
 
