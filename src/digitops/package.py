@@ -18,16 +18,29 @@ from digitops.errors import DigitopsError
 from digitops.infer.classifier import MODEL_FILE, ModelFileError, find_model_file
 from digitops.promote import CHAMPION
 
+# The registry tag that promote sets on a version after infra validation, and the value that may ship.
+VALIDATION_STATUS = "validation_status"
+PASSED = "passed"
+
 
 class PackagingError(DigitopsError):
-    """There is no champion to package, or `bentoml build` failed."""
+    """There is no validated champion to package, or `bentoml build` failed."""
 
 
 def import_champion(registered_model: str, bento_model_name: str) -> tuple[str, str]:
-    """Copy `models:/<registered_model>@champion` into the BentoML model store.
+    """Copy the version that `models:/<registered_model>@champion` names into the BentoML model store.
+
+    The alias is resolved once and that exact version is downloaded (`models:/<name>/<version>`): an alias
+    moved meanwhile cannot swap the files under the labels. Only a version that passed infra validation
+    (tag `validation_status: passed`, set by promote) ships: an alias moved by hand onto another version
+    is refused, not packaged.
 
     Returns:
         The new BentoML model's tag and the registry version it holds.
+
+    Raises:
+        PackagingError: the alias does not resolve, the version did not pass validation, or it has no ONNX
+            file. Nothing is added to the model store then.
 
     The BentoML model holds the ONNX file only (what the service runs; the Keras file stays in the
     registry), and is labelled with the registry name, version and run, and
@@ -45,9 +58,16 @@ def import_champion(registered_model: str, bento_model_name: str) -> tuple[str, 
         raise PackagingError(
             f"no champion to package: {registered_model}@{CHAMPION} does not resolve ({error.message})"
         ) from None
+    status = version.tags.get(VALIDATION_STATUS)
+    if status != PASSED:
+        raise PackagingError(
+            f"{registered_model} version {version.version} (@{CHAMPION}) has {VALIDATION_STATUS} "
+            f"{status!r}, not {PASSED!r}: only a version that promote validated ships. Point @{CHAMPION} "
+            'back at a version that passed (docs/serving.md, "Roll back by hand")'
+        )
     with tempfile.TemporaryDirectory() as scratch:
         folder = mlflow.artifacts.download_artifacts(
-            f"models:/{registered_model}@{CHAMPION}", dst_path=scratch
+            f"models:/{registered_model}/{version.version}", dst_path=scratch
         )
         try:
             model_file = find_model_file(Path(folder))

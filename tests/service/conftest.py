@@ -18,6 +18,7 @@ from digitops.infer.classifier import load_classifier
 from digitops.infer.inputs import png_bytes
 from digitops.io import load_npz
 from digitops.preprocess import normalize_digits
+from tests.conftest import _Server
 from tests.fakes import free_port
 
 
@@ -27,6 +28,7 @@ class Service:
     log: Path
     pid: int  # the `bentoml serve` process; its workers are its children
     feedback_dir: Path  # where POST /feedback stores drawings (DIGITOPS_FEEDBACK_DIR)
+    egress: _Server  # the service's HTTP proxy: every request the service sends out arrives here
 
 
 @dataclass(frozen=True)
@@ -39,8 +41,14 @@ class SmokeDigits:
 
 @pytest.fixture(scope="session")
 def service(smoke_repo, tmp_path_factory):
-    """`bentoml serve <bento>` in its own process group, ready when /readyz answers 200."""
+    """`bentoml serve <bento>` in its own process group, ready when /readyz answers 200.
+
+    Its HTTP proxy is a local server that counts what it receives (`Service.egress`): BentoML's own guard
+    against fetching private addresses lets proxied requests through, so any URL the service fetches, to
+    whatever host, shows up there.
+    """
     workdir = tmp_path_factory.mktemp("serve")
+    egress = _Server(tmp_path_factory.mktemp("egress"))
     feedback_dir = workdir / "feedback"
     port = free_port()
     log = workdir / "serve.log"
@@ -48,7 +56,13 @@ def service(smoke_repo, tmp_path_factory):
         process = subprocess.Popen(
             ["bentoml", "serve", smoke_repo.bento, "--host", "127.0.0.1", "--port", str(port)],
             cwd=workdir,
-            env={**smoke_repo.env, "DIGITOPS_FEEDBACK_DIR": str(feedback_dir)},
+            env={
+                **smoke_repo.env,
+                "DIGITOPS_FEEDBACK_DIR": str(feedback_dir),
+                **{name: egress.url for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")},
+                "NO_PROXY": "",
+                "no_proxy": "",
+            },
             stdout=output,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -67,12 +81,13 @@ def service(smoke_repo, tmp_path_factory):
             os.killpg(process.pid, signal.SIGKILL)
             pytest.fail(f"bentoml serve not ready after 180 s:\n{log.read_text()}")
         time.sleep(0.5)
-    yield Service(url, log, process.pid, feedback_dir)
+    yield Service(url, log, process.pid, feedback_dir, egress)
     os.killpg(process.pid, signal.SIGTERM)
     try:
         process.wait(timeout=30)
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
+    egress.close()
 
 
 @pytest.fixture(scope="session")

@@ -182,6 +182,15 @@ def test_no_tracing_spans_are_built_without_an_exporter(service, digits):
         assert "x-bentoml-request-id" not in response.headers
 
 
+def _float_tiff_with_inf() -> bytes:
+    """A float TIFF (mode F) of a drawn 7 with one inf pixel: Pillow decodes it, the normaliser cannot."""
+    pixels = np.asarray(Image.fromarray(draw_strokes(SEVEN_STROKES)).resize((56, 56)), np.float32) / 255
+    pixels[28, 28] = np.inf
+    buffer = io.BytesIO()
+    Image.fromarray(pixels, mode="F").save(buffer, format="TIFF")
+    return buffer.getvalue()
+
+
 # case: (the request's httpx.post arguments, given a good PNG; a phrase its error message must contain)
 BAD_REQUESTS = {
     "not an image": (lambda good: image_files(b"%PDF-1.4 this is not a picture"), "not an image"),
@@ -200,7 +209,22 @@ BAD_REQUESTS = {
     "empty list": (lambda good: {"json": {"images": []}}, "no images"),
     "no images field": (lambda good: {"json": {"pictures": []}}, "Field required"),
     "one bad image among good ones": (lambda good: image_files(good, b"garbage", good), "not an image"),
+    "float tiff with an inf pixel": (lambda good: image_files(_float_tiff_with_inf()), "not finite numbers"),
+    "a format users do not send (ICO)": (
+        lambda good: image_files(_encoded(Image.open(io.BytesIO(good)), "ICO")),
+        "not an image in a format the service reads",
+    ),
+    "a text part {} where files go": (
+        lambda good: {"files": {"images": (None, b"{}")}},
+        "is text, not a file",
+    ),
 }
+
+
+def _encoded(image: Image.Image, format: str) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=format)
+    return buffer.getvalue()
 
 
 @pytest.mark.parametrize("case", list(BAD_REQUESTS))
@@ -209,4 +233,65 @@ def test_bad_input_gets_a_4xx_that_says_why_and_the_server_stays_up(service, dig
     response = httpx.post(f"{service.url}/classify", timeout=30, **build(digits.pngs[0]))
     assert 400 <= response.status_code < 500, response.text
     assert message in response.text
+    _assert_alive(service.url, digits)
+
+
+def test_a_float_tiff_with_an_inf_pixel_gets_a_400_on_the_lean_route_and_feedback(service, digits):
+    data = _float_tiff_with_inf()
+    stored_before = sorted(service.feedback_dir.rglob("*")) if service.feedback_dir.exists() else []
+    answers = [
+        httpx.post(f"{service.url}/digit", content=data, headers={"Content-Type": "image/tiff"}, timeout=30),
+        httpx.post(
+            f"{service.url}/feedback",
+            files=[("images", ("seven.tiff", data, "image/tiff"))],
+            data={"labels": "[7]"},
+            timeout=30,
+        ),
+    ]
+    for response in answers:
+        assert response.status_code == 400, response.text
+        assert "not finite numbers (inf or NaN)" in response.text
+    assert (sorted(service.feedback_dir.rglob("*")) if service.feedback_dir.exists() else []) == stored_before
+    _assert_alive(service.url, digits)
+
+
+def _url_requests(url: str) -> dict[str, tuple[str, dict]]:
+    """Requests that put `url` where a file goes: route and httpx.post arguments, by case."""
+    return {
+        "text part in images (/classify)": ("/classify", {"files": {"images": (None, url.encode())}}),
+        "text part in image (/read)": ("/read", {"files": {"image": (None, url.encode())}}),
+        "text part in images (/feedback)": (
+            "/feedback",
+            {"files": {"images": (None, url.encode())}, "data": {"labels": "[7]"}},
+        ),
+        "text part among files": (
+            "/classify",
+            {
+                "files": [
+                    ("images", ("a.png", png_bytes(draw_strokes(SEVEN_STROKES)), "image/png")),
+                    ("images", (None, url.encode())),
+                ]
+            },
+        ),
+        "urlencoded form": ("/classify", {"data": {"images": url}}),
+        "the whole body": ("/classify", {"content": url.encode(), "headers": {"Content-Type": "text/plain"}}),
+        "the whole body as JSON": ("/read", {"content": url.encode()}),
+    }
+
+
+def test_a_url_where_a_file_goes_gets_a_400_and_is_never_fetched(service, digits, http_server):
+    """BentoML fetches a URL sent where a file goes (a text part of a file field, a urlencoded field, a
+    whole body that is a URL) before any of our checks. Its own guard blocks loopback addresses but not
+    proxied requests: the service's proxy (`service.egress`) would receive each fetch, to any host, and the
+    server on 127.0.0.1 each direct one that got through."""
+    (http_server.root / "x.png").write_bytes(digits.pngs[0])
+    urls = [f"{http_server.url}/x.png", "http://internal.invalid/x.png"]
+    egress_before = len(service.egress.requests)
+    for url in urls:
+        for case, (route, arguments) in _url_requests(url).items():
+            response = httpx.post(f"{service.url}{route}", timeout=30, **arguments)
+            assert response.status_code == 400, f"{case}: {response.status_code} {response.text}"
+            assert "fetches no URLs" in response.text or "cannot carry files" in response.text, case
+    assert http_server.requests == []
+    assert service.egress.requests[egress_before:] == []
     _assert_alive(service.url, digits)

@@ -67,3 +67,44 @@ def test_the_image_count_is_limited(count, ok):
     else:
         with pytest.raises(BadInputError):
             check_count(count, LIMITS)
+
+
+@pytest.mark.parametrize("format", ["WEBP", "BMP", "TIFF", "GIF"])
+def test_the_other_formats_users_send_decode(format):
+    digit = Image.fromarray(draw_strokes(SEVEN_STROKES))
+    assert open_image(_encode(digit, format), LIMITS).size == digit.size
+
+
+def test_a_gif_gives_its_first_frame():
+    frames = [Image.new("L", (28, 28), 0), Image.new("L", (28, 28), 255)]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:])
+    assert np.asarray(open_image(buffer.getvalue(), LIMITS).convert("L")).max() == 0
+
+
+@pytest.mark.parametrize("format", ["PCX", "ICO", "TGA", "PPM"])
+def test_a_format_users_do_not_send_is_not_decoded(format):
+    """Pillow reads these, but no plugin outside the accepted list touches uploaded bytes."""
+    data = _encode(Image.fromarray(draw_strokes(SEVEN_STROKES)).resize((56, 56)).convert("RGB"), format)
+    assert Image.open(io.BytesIO(data)).format == format  # a well-formed file of that format
+    with pytest.raises(BadInputError, match="not an image in a format the service reads: send PNG, JPEG"):
+        open_image(data, LIMITS)
+
+
+@pytest.mark.parametrize("value", [np.inf, -np.inf, np.nan])
+def test_a_float_tiff_with_a_non_finite_pixel_is_refused(value):
+    seven = Image.fromarray(draw_strokes(SEVEN_STROKES)).resize((56, 56))
+    pixels = np.asarray(seven, dtype=np.float32) / 255  # (56, 56) float32 in [0, 1]
+    pixels[28, 28] = value  # one pixel in the middle, where a min/max scan could skip a NaN
+    data = _encode(Image.fromarray(pixels, mode="F"), "TIFF")
+    with pytest.raises(BadInputError, match=r"pixels that are not finite numbers \(inf or NaN\)"):
+        open_image(data, LIMITS)
+    finite = _encode(Image.fromarray(np.nan_to_num(pixels, nan=0, posinf=1, neginf=0), mode="F"), "TIFF")
+    assert open_image(finite, LIMITS).mode == "F"
+
+
+def test_pixels_the_normaliser_cannot_read_are_refused_with_its_reason():
+    with pytest.raises(BadInputError, match="cannot be read as a digit: a float image must hold finite"):
+        digit_from_image(np.full((28, 28), 2.0, dtype=np.float32))
+    with pytest.raises(BadInputError, match="cannot be read as a digit: expected an image of shape"):
+        digit_from_image(np.zeros((28, 28, 2), dtype=np.uint8))

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from digitops.preprocess import EmptyImageError, normalize_digit
 
@@ -49,12 +49,20 @@ class InputLimits:
         )
 
 
+# The formats that users send: a drawing, a photo, a scan. Pillow tries no other decoder on uploaded bytes
+# (each of its dozens of format plugins is code an attacker could reach); GIF gives its first frame. A JPEG
+# with several pictures (MPO, as some phones write) opens through the JPEG plugin.
+FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF")
+_FORMAT_NAMES = "PNG, JPEG, WebP, BMP, GIF or TIFF"
+
+
 def open_image(data: bytes, limits: InputLimits) -> Image.Image:
     """Decode uploaded bytes into a fully loaded PIL image.
 
     Raises:
-        BadInputError: empty, over `max_bytes`, not an image format Pillow reads, over `max_pixels`
-            (decompression bombs are refused from their header, before decoding), or truncated/corrupt.
+        BadInputError: empty, over `max_bytes`, not in one of `FORMATS`, over `max_pixels` (decompression
+            bombs are refused from their header, before decoding), truncated/corrupt, or with pixels that
+            are not finite numbers (a float image holding inf or NaN).
     """
     if not data:
         raise BadInputError("the file is empty")
@@ -63,17 +71,27 @@ def open_image(data: bytes, limits: InputLimits) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
+            image = Image.open(io.BytesIO(data), formats=FORMATS)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise BadInputError(f"the image is over the limit of {limits.max_pixels:,} pixels") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
-        raise BadInputError("not an image: Pillow cannot read this format (send PNG or JPEG)") from None
+    except Exception:  # UnidentifiedImageError, or a plugin's own error on a header it half recognised
+        raise BadInputError(f"not an image in a format the service reads: send {_FORMAT_NAMES}") from None
     check_pixels(image, limits)
     try:
         image.load()
+        finite = _has_finite_pixels(image)
     except Exception as error:  # Pillow raises OSError, SyntaxError, ValueError, struct.error ... on bad data
         raise BadInputError(f"the image data is truncated or corrupt ({error})") from None
+    if not finite:
+        raise BadInputError("the image has pixels that are not finite numbers (inf or NaN)")
     return image
+
+
+def _has_finite_pixels(image: Image.Image) -> bool:
+    """False for a float image (mode F, e.g. a float TIFF) with an inf or NaN pixel; True for any other."""
+    if image.mode != "F":
+        return True
+    return bool(np.isfinite(np.asarray(image)).all())
 
 
 def check_pixels(image: Image.Image, limits: InputLimits) -> None:
@@ -96,12 +114,15 @@ def digit_from_image(image: Image.Image | np.ndarray) -> np.ndarray:
     """Any digit image -> (28, 28) uint8 model input, by the same normaliser the training data went through.
 
     Raises:
-        BadInputError: the image is blank (no ink stands out from the background).
+        BadInputError: the image is blank (no ink stands out from the background), or its pixels are not an
+            image the normaliser reads (an array of another shape, float values outside [0, 1]).
     """
     try:
         return normalize_digit(image)
     except EmptyImageError:
         raise BadInputError("the image is blank: no ink stands out from the background") from None
+    except ValueError as error:  # pixels the normaliser cannot read as an image (shape, type, range)
+        raise BadInputError(f"the image cannot be read as a digit: {error}") from None
 
 
 def check_count(count: int, limits: InputLimits) -> None:

@@ -32,7 +32,7 @@ from digitops.infer.inputs import BadInputError
 from digitops.infer.segment import read_digits
 from digitops.serve.batcher import Batcher, OverloadedError
 from digitops.serve.feedback import store_drawings
-from digitops.serve.middleware import RequestSizeLimit
+from digitops.serve.middleware import FileFieldsOnly, FormFields, RequestSizeLimit
 from digitops.serve.routes import LEAN_ROUTES
 from digitops.serve.schemas import (
     JSON,
@@ -174,4 +174,16 @@ class DigitClassifier:
         )
 
 
+def _form_fields(service) -> dict[str, FormFields]:
+    """Each API route that takes files -> its file fields and its other fields, as BentoML sees them."""
+    forms = {}
+    for api in service.apis.values():
+        files = frozenset(api.input_spec.multipart_fields)
+        if files:
+            forms[api.route] = FormFields(files, frozenset(api.input_spec.model_fields) - files)
+    return forms
+
+
+# The size limit wraps the file-field check (the first middleware added is the outermost).
 DigitClassifier.add_asgi_middleware(RequestSizeLimit, max_bytes=SERVE.max_request_bytes)
+DigitClassifier.add_asgi_middleware(FileFieldsOnly, routes=_form_fields(DigitClassifier))

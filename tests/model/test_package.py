@@ -1,0 +1,140 @@
+"""Packaging against a real MLflow registry (sqlite store in a temporary folder) and a real BentoML model
+store (a temporary BENTOML_HOME): only a version that passed infra validation ships, whatever the
+champion alias says."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import mlflow
+import numpy as np
+import pytest
+import yaml
+from mlflow import MlflowClient
+
+from digitops.export import export_onnx
+from digitops.models import build_model
+from digitops.tracking import configure, log_candidate_model
+
+pytestmark = pytest.mark.slow  # a real registry and model store: logs, registers and downloads a model
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+
+# Runs import_champion for each registered model named on the command line, in a process of its own: the
+# BentoML store is the one under the BENTOML_HOME it starts with. Prints one JSON answer per name.
+_PACKAGE_EACH = """
+import json, sys
+from digitops.package import PackagingError, import_champion
+for name in sys.argv[1:]:
+    try:
+        tag, version = import_champion(name, name)
+        print(json.dumps({"name": name, "tag": tag, "version": version}))
+    except PackagingError as error:
+        print(json.dumps({"name": name, "error": str(error)}))
+"""
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """A registry holding one logged model (ONNX + Keras, as the train stage logs them); yields its URI
+    and the logged model's URI."""
+    root = tmp_path_factory.mktemp("registry")
+    scratch = tmp_path_factory.mktemp("model")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
+        uri = configure("package-tests", root)
+        keras.utils.set_random_seed(0)
+        model = build_model("seed004")  # untrained: packaging does not look at accuracy
+        keras_file, onnx_file = scratch / "model.keras", scratch / "model.onnx"
+        model.save(keras_file)
+        export_onnx(model, onnx_file)
+        with mlflow.start_run() as run:
+            log_candidate_model(onnx_file, keras_file, input_example=np.zeros((1, 28, 28), np.uint8))
+        logged = mlflow.search_logged_models(
+            experiment_ids=[run.info.experiment_id],
+            filter_string=f"source_run_id = '{run.info.run_id}'",
+            output_format="list",
+        )
+        yield uri, logged[0].model_uri
+    mlflow.set_tracking_uri(None)
+
+
+def _register(logged_model_uri: str, name: str, statuses: list[str | None]) -> None:
+    """Versions 1, 2, ... of `name`, one per status (None: no validation_status tag at all)."""
+    for status in statuses:
+        tags = {"metric.overall.accuracy": "0.5"} | ({"validation_status": status} if status else {})
+        mlflow.register_model(logged_model_uri, name, tags=tags)
+
+
+def _package(names: list[str], tracking_uri: str, bentoml_home: Path) -> dict[str, dict]:
+    environment = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": tracking_uri,
+        "BENTOML_HOME": str(bentoml_home),
+        "BENTOML_DO_NOT_TRACK": "true",
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", _PACKAGE_EACH, *names],
+        cwd=REPOSITORY,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    answers = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    return {answer["name"]: answer for answer in answers}
+
+
+def _stored_models(bentoml_home: Path) -> dict[str, list[str]]:
+    """The BentoML store's models: name -> versions (folders under BENTOML_HOME/models)."""
+    models = bentoml_home / "models"
+    if not models.is_dir():
+        return {}
+    return {
+        folder.name: sorted(version.name for version in folder.iterdir() if version.is_dir())
+        for folder in sorted(models.iterdir())
+        if folder.is_dir()
+    }
+
+
+def test_only_a_validated_champion_is_packaged_and_a_hand_moved_alias_is_refused(store, tmp_path):
+    tracking_uri, logged_model_uri = store
+    client = MlflowClient()
+    # Version 1 passed; version 2 failed infra validation and had no alias until someone moved @champion
+    # onto it by hand; version 3 was still pending (promote stopped before validating it).
+    _register(logged_model_uri, "moved-to-failed", ["passed", "failed"])
+    client.set_registered_model_alias("moved-to-failed", "champion", "2")
+    _register(logged_model_uri, "moved-to-pending", ["passed", "passed", "pending"])
+    client.set_registered_model_alias("moved-to-pending", "champion", "3")
+    _register(logged_model_uri, "never-validated", [None])
+    client.set_registered_model_alias("never-validated", "champion", "1")
+    _register(logged_model_uri, "validated", ["passed", "failed", "passed"])
+    client.set_registered_model_alias("validated", "champion", "1")  # a rollback to a validated version
+
+    bentoml_home = tmp_path / "bentoml"
+    answers = _package(
+        ["moved-to-failed", "moved-to-pending", "never-validated", "validated"], tracking_uri, bentoml_home
+    )
+
+    for refused in ("moved-to-failed", "moved-to-pending", "never-validated"):
+        assert "error" in answers[refused], f"{refused} was packaged: {answers[refused]}"
+    assert answers["moved-to-failed"]["error"].startswith(
+        "moved-to-failed version 2 (@champion) has validation_status 'failed', not 'passed'"
+    )
+    assert "version 3 (@champion) has validation_status 'pending'" in answers["moved-to-pending"]["error"]
+    assert "version 1 (@champion) has validation_status None" in answers["never-validated"]["error"]
+    assert answers["validated"]["version"] == "1"
+    # Nothing of a refused version reached the store; the validated one did, labelled with its version.
+    stored = _stored_models(bentoml_home)
+    assert list(stored) == ["validated"] and len(stored["validated"]) == 1
+    model_folder = bentoml_home / "models" / "validated" / stored["validated"][0]
+    assert answers["validated"]["tag"] == f"validated:{stored['validated'][0]}"
+    labels = yaml.safe_load((model_folder / "model.yaml").read_text())["labels"]
+    assert labels["registered_model"] == "validated" and labels["mlflow_version"] == "1"
+    assert (model_folder / "model.onnx").is_file()
