@@ -3,10 +3,12 @@ for the session, and the model it serves loaded in this process."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,8 +29,13 @@ class Service:
     url: str
     log: Path
     pid: int  # the `bentoml serve` process; its workers are its children
-    feedback_dir: Path  # where POST /feedback stores drawings (DIGITOPS_FEEDBACK_DIR)
+    feedback_dir: Path  # the feedback folder (DIGITOPS_FEEDBACK_DIR)
     egress: _Server  # the service's HTTP proxy: every request the service sends out arrives here
+
+    @property
+    def quarantine(self) -> Path:
+        """Where POST /feedback stores drawings until they are reviewed."""
+        return self.feedback_dir / "incoming"
 
 
 @dataclass(frozen=True)
@@ -47,6 +54,15 @@ def service(smoke_repo, tmp_path_factory):
     against fetching private addresses lets proxied requests through, so any URL the service fetches, to
     whatever host, shows up there.
     """
+    with serve_bento(smoke_repo.bento, smoke_repo.env, tmp_path_factory, {}) as running:
+        yield running
+
+
+@contextlib.contextmanager
+def serve_bento(
+    bento: str, env: Mapping[str, str], tmp_path_factory, extra_env: Mapping[str, str]
+) -> Iterator[Service]:
+    """Run `bentoml serve <bento>` with `extra_env` until the block ends (see the `service` fixture)."""
     workdir = tmp_path_factory.mktemp("serve")
     egress = _Server(tmp_path_factory.mktemp("egress"))
     feedback_dir = workdir / "feedback"
@@ -54,14 +70,15 @@ def service(smoke_repo, tmp_path_factory):
     log = workdir / "serve.log"
     with log.open("w") as output:
         process = subprocess.Popen(
-            ["bentoml", "serve", smoke_repo.bento, "--host", "127.0.0.1", "--port", str(port)],
+            ["bentoml", "serve", bento, "--host", "127.0.0.1", "--port", str(port)],
             cwd=workdir,
             env={
-                **smoke_repo.env,
+                **env,
                 "DIGITOPS_FEEDBACK_DIR": str(feedback_dir),
                 **{name: egress.url for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")},
                 "NO_PROXY": "",
                 "no_proxy": "",
+                **extra_env,
             },
             stdout=output,
             stderr=subprocess.STDOUT,
@@ -69,25 +86,26 @@ def service(smoke_repo, tmp_path_factory):
         )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 180
-    while True:
-        if process.poll() is not None:
-            pytest.fail(f"bentoml serve exited with {process.returncode}:\n{log.read_text()}")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            os.killpg(process.pid, signal.SIGKILL)
-            pytest.fail(f"bentoml serve not ready after 180 s:\n{log.read_text()}")
-        time.sleep(0.5)
-    yield Service(url, log, process.pid, feedback_dir, egress)
-    os.killpg(process.pid, signal.SIGTERM)
     try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-    egress.close()
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"bentoml serve exited with {process.returncode}:\n{log.read_text()}")
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"bentoml serve not ready after 180 s:\n{log.read_text()}")
+            time.sleep(0.5)
+        yield Service(url, log, process.pid, feedback_dir, egress)
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+        egress.close()
 
 
 @pytest.fixture(scope="session")

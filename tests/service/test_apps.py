@@ -84,10 +84,10 @@ def test_feedback_stores_a_drawing_once_with_its_label(service):
     stored = first.json()["stored"]
     assert [(item["label"], item["duplicate"]) for item in stored] == [(7, False)]
     assert again.json()["stored"][0]["duplicate"] is True
-    kept = service.feedback_dir / f"{stored[0]['sha256']}.png"  # re-encoded: the pixels, nothing else
+    kept = service.quarantine / f"{stored[0]['sha256']}.png"  # re-encoded: the pixels, nothing else
     with Image.open(kept) as image, Image.open(io.BytesIO(drawing)) as sent:
         np.testing.assert_array_equal(np.asarray(image), np.asarray(sent))
-    manifest = (service.feedback_dir / "manifest.jsonl").read_text().splitlines()
+    manifest = (service.quarantine / "manifest.jsonl").read_text().splitlines()
     assert sum(json.loads(line)["sha256"] == stored[0]["sha256"] for line in manifest) == 1
 
 

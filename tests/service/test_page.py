@@ -240,15 +240,15 @@ def test_a_drawn_seven_gets_the_services_answer_and_clear_empties_canvas_and_pre
 
 def test_picking_the_right_digit_stores_the_drawing(desktop, service):
     page, log = desktop
-    before = set(service.feedback_dir.glob("*.png")) if service.feedback_dir.exists() else set()
+    before = set(service.quarantine.glob("*.png")) if service.quarantine.exists() else set()
     _draw(page, FOUR_STROKES)
     _settled_prediction(page)
     page.get_by_role("button", name="Save this drawing as a 4").click()
     status = page.locator("#feedback-status")
     status.filter(has_text="Thanks").wait_for()
     assert status.text_content() == "Thanks: saved as a 4."
-    new = set(service.feedback_dir.glob("*.png")) - before
-    assert len(new) == 1, f"expected one new drawing in {service.feedback_dir}, found {sorted(new)}"
+    new = set(service.quarantine.glob("*.png")) - before
+    assert len(new) == 1, f"expected one new drawing in {service.quarantine}, found {sorted(new)}"
     (stored,) = new
     assert stored.name == f"{hashlib.sha256(stored.read_bytes()).hexdigest()}.png"
     stored_alpha = np.asarray(Image.open(stored).convert("RGBA"))[..., 3]
@@ -258,14 +258,14 @@ def test_picking_the_right_digit_stores_the_drawing(desktop, service):
     page.get_by_role("button", name="Save this drawing as a 4").click()  # the same drawing again
     status.filter(has_text="already").wait_for()
     assert status.text_content() == "Thanks: already saved as a 4."
-    assert set(service.feedback_dir.glob("*.png")) - before == new
+    assert set(service.quarantine.glob("*.png")) - before == new
 
     page.get_by_role("button", name="Save this drawing as a 7").click()  # the same drawing, another label
     status.filter(has_text="Not saved").wait_for()
     message = status.text_content()
     assert "4" in message and "7" in message, message  # the service's own words, not a bare status code
     assert "answered 400" not in message, message
-    assert set(service.feedback_dir.glob("*.png")) - before == new
+    assert set(service.quarantine.glob("*.png")) - before == new
     log.assert_clean(service.url, refused=1)
 
 

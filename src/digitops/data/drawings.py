@@ -151,6 +151,19 @@ def read_drawings(folder: Path) -> tuple[list[Image.Image], np.ndarray]:
     return images, np.array(labels, dtype=np.int64)
 
 
+def stored_bytes(folder: Path, records: Sequence[DrawingRecord] | None = None) -> int:
+    """The size of the drawings `folder`'s manifest records (`records`, when already read)."""
+    folder = Path(folder)
+    total = 0
+    for record in read_manifest(folder) if records is None else records:
+        if record.bytes:
+            total += record.bytes
+        else:  # a line from before sizes were recorded
+            with contextlib.suppress(FileNotFoundError):
+                total += (folder / record.file).stat().st_size
+    return total
+
+
 def split_by_hash(hashes: np.ndarray, test_fraction: float) -> np.ndarray:
     """Each digit's split: `test` when the first 64 bits of its hex content hash, read as a number in [0, 1),
     fall below `test_fraction`, else `train`.

@@ -44,6 +44,7 @@ from digitops.data.drawings import (  # noqa: F401  (the folder's location, re-e
     exclusive_lock,
     feedback_dir,
     read_manifest,
+    stored_bytes,
 )
 from digitops.digits import NUM_CLASSES
 from digitops.errors import DigitopsError
@@ -180,19 +181,12 @@ def _check_quota(
             f"this client has contributed {recent} drawings in the last 24 hours; the limit is "
             f"{quota.per_client_per_day}: try again later"
         )
-    stored = sum(record.bytes or _size(folder / record.file) for record in records)
+    stored = stored_bytes(folder, records)
     if new_sizes and stored + sum(new_sizes) > quota.max_folder_bytes:
         raise StorageFullError(
             f"the feedback folder holds {stored:,} bytes of drawings; its cap is {quota.max_folder_bytes:,}: "
             "contributions are paused until they are reviewed"
         )
-
-
-def _size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except FileNotFoundError:
-        return 0
 
 
 def _checked_png(

@@ -6,6 +6,7 @@ import codecs
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import anyio
 import anyio.lowlevel
@@ -231,6 +232,47 @@ class _MultipartCheck:
         else:
             fields = ", ".join(sorted(self.form.files | self.form.texts))
             self.refusal = f"'{name}' is not a field of this API (its fields: {fields})"
+
+
+class ContributorGate:
+    """ASGI middleware for the contribution route: who may contribute, and whether there is room, answered
+    before the upload is read.
+
+    A client the policy refuses gets 401 or 403 with the reason (BentoML's own error handling would
+    replace it with "Authorization error"); when the quarantine already holds `max_bytes` of drawings,
+    507 with the reason (the store checks again, exactly, under its lock).
+    """
+
+    def __init__(self, app, route: str, policy, quarantine: Path, max_bytes: int) -> None:
+        self.app = app
+        self.route = route
+        self.policy = policy  # digitops.serve.contributors.ContributionPolicy
+        self.quarantine = quarantine
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or scope["path"] != self.route:
+            return await self.app(scope, receive, send)
+        from digitops.data.drawings import stored_bytes
+        from digitops.serve.contributors import NotAllowedError
+
+        headers = dict(scope.get("headers") or [])
+        client = scope.get("client")
+        try:
+            self.policy.contributor(
+                headers.get(b"authorization", b"").decode("latin-1"), client[0] if client else None
+            )
+        except NotAllowedError as error:
+            return await _answer(send, int(error.status), str(error))
+        stored = await anyio.to_thread.run_sync(stored_bytes, self.quarantine)
+        if stored >= self.max_bytes:
+            return await _answer(
+                send,
+                507,
+                f"the feedback folder holds {stored:,} bytes of drawings; its cap is {self.max_bytes:,}: "
+                "contributions are paused until they are reviewed",
+            )
+        return await self.app(scope, receive, send)
 
 
 def _decode(raw: bytes, charset: str) -> str:

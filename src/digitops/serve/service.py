@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import gc
 import time
+from functools import partial
+from http import HTTPStatus
 from typing import Annotated, Any
 
 import anyio
 import bentoml
 import numpy as np
-from bentoml.exceptions import BadInput, ServiceUnavailable
+from bentoml.exceptions import BadInput, BentoMLException, ServiceUnavailable
 from bentoml.validators import ContentType
 from pydantic import BaseModel, Field, StrictInt
 
@@ -31,8 +33,9 @@ from digitops.infer.classifier import CPU, CUDA, load_classifier
 from digitops.infer.inputs import BadInputError
 from digitops.infer.segment import read_digits
 from digitops.serve.batcher import Batcher, OverloadedError
-from digitops.serve.feedback import store_drawings
-from digitops.serve.middleware import FileFieldsOnly, FormFields, RequestSizeLimit
+from digitops.serve.contributors import NotAllowedError
+from digitops.serve.feedback import QuotaExceededError, StorageFullError, store_drawings
+from digitops.serve.middleware import ContributorGate, FileFieldsOnly, FormFields, RequestSizeLimit
 from digitops.serve.routes import LEAN_ROUTES
 from digitops.serve.schemas import (
     JSON,
@@ -44,8 +47,17 @@ from digitops.serve.schemas import (
     StoredFeedback,
     UploadedFiles,
 )
-from digitops.serve.settings import FEEDBACK_DIR, LIMITS, MODEL_TAG, SERVE
+from digitops.serve.settings import (
+    CONTRIBUTORS,
+    FEEDBACK_QUOTA,
+    LIMITS,
+    MODEL_TAG,
+    PARAMS,
+    QUARANTINE_DIR,
+    SERVE,
+)
 from digitops.serve.tracing import tracing_config
+from digitops.validate import digit_problems
 
 
 class BuildArguments(BaseModel):
@@ -156,19 +168,39 @@ class DigitClassifier:
 
     @bentoml.api
     def feedback(
-        self, images: UploadedFiles, labels: list[StrictInt]
+        self, images: UploadedFiles, labels: list[StrictInt], ctx: bentoml.Context
     ) -> Annotated[FeedbackReceipt, ContentType(JSON)]:
         """Contribute labelled drawings (multipart: files `images`, text `labels` = a JSON list such as [7]).
 
-        Each is checked (an image with ink, a label 0-9) and stored once, atomically, in the feedback
-        folder for the next `dvc repro` (when `ingest.sources` lists `drawings`).
+        Who may contribute is `serve.feedback` (a bearer token, loopback clients only, anyone, or no one).
+        Each drawing is checked (an image with ink, a label 0-9, the data contract) and stored once, with
+        its sender, in the feedback folder's quarantine, within the sender's daily quota and the folder's
+        cap; `digitops drawings accept` moves reviewed ones to where the next `dvc repro` trains on them.
         """
+        request = ctx.request
+        try:
+            client = CONTRIBUTORS.contributor(
+                request.headers.get("authorization"), request.client.host if request.client else None
+            )
+        except NotAllowedError as error:
+            raise BentoMLException(str(error), error_code=error.status) from None
         if len(images) != len(labels):
             raise BadInput(f"{len(images)} images but {len(labels)} labels: send one label per image")
         try:
-            stored = store_drawings(list(zip(images, labels, strict=True)), FEEDBACK_DIR, LIMITS)
+            stored = store_drawings(
+                list(zip(images, labels, strict=True)),
+                QUARANTINE_DIR,
+                LIMITS,
+                client=client,
+                quota=FEEDBACK_QUOTA,
+                contract=partial(digit_problems, policy=PARAMS.validate_),
+            )
         except BadInputError as error:
             raise BadInput(str(error)) from None
+        except QuotaExceededError as error:
+            raise BentoMLException(str(error), error_code=HTTPStatus.TOO_MANY_REQUESTS) from None
+        except StorageFullError as error:
+            raise BentoMLException(str(error), error_code=HTTPStatus.INSUFFICIENT_STORAGE) from None
         return FeedbackReceipt(
             stored=[StoredFeedback(sha256=s.sha256, label=s.label, duplicate=s.duplicate) for s in stored]
         )
@@ -184,6 +216,14 @@ def _form_fields(service) -> dict[str, FormFields]:
     return forms
 
 
-# The size limit wraps the file-field check (the first middleware added is the outermost).
+# Outermost first: the size limit, then who may contribute (before an upload is read), then the check that
+# file fields hold files.
 DigitClassifier.add_asgi_middleware(RequestSizeLimit, max_bytes=SERVE.max_request_bytes)
+DigitClassifier.add_asgi_middleware(
+    ContributorGate,
+    route="/feedback",
+    policy=CONTRIBUTORS,
+    quarantine=QUARANTINE_DIR,
+    max_bytes=SERVE.feedback_max_bytes,
+)
 DigitClassifier.add_asgi_middleware(FileFieldsOnly, routes=_form_fields(DigitClassifier))

@@ -304,6 +304,15 @@
     labelButtons.push(button);
   }
   let feedbackInFlight = false;
+  // Where the service asks contributors for a token (serve.feedback), the page asks for it once and keeps
+  // it for this browser session only.
+  const TOKEN_KEY = "digitops-feedback-token";
+
+  function postFeedback(form) {
+    const token = sessionStorage.getItem(TOKEN_KEY);
+    const headers = token ? { Authorization: `Bearer ${token}` } : {};
+    return fetch("/feedback", { method: "POST", body: form, headers });
+  }
 
   function setLabelsEnabled(enabled) {
     for (const button of labelButtons) button.disabled = !enabled || feedbackInFlight;
@@ -319,7 +328,15 @@
       const form = new FormData();
       form.append("images", await canvasPng(), "drawing.png");
       form.append("labels", JSON.stringify([digit]));
-      const response = await fetch("/feedback", { method: "POST", body: form });
+      let response = await postFeedback(form);
+      if (response.status === 401) {
+        const token = window.prompt("This service takes drawings from contributors with a token. Your token:");
+        if (token && token.trim()) {
+          sessionStorage.setItem(TOKEN_KEY, token.trim());
+          response = await postFeedback(form);
+        }
+        if (response.status === 401) sessionStorage.removeItem(TOKEN_KEY);
+      }
       const body = await readJson(response);
       const stored = body && Array.isArray(body.stored) ? body.stored[0] : null;
       if (response.ok && stored) {
