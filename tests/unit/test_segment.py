@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from bench.photos import blank_photo, make_photo
+from bench.photos import Conditions, blank_photo, make_photo
 from digitops.infer.segment import DigitCrop, find_digits, read_digits
 from tests.fakes import FOUR_STROKES, SEVEN_STROKES, draw_strokes
 
@@ -210,3 +210,45 @@ def test_dim_noisy_paper_gives_no_ink():
     noise = np.asarray(noise.resize((800, 600), Image.Resampling.BICUBIC).resize((400, 300)))
     gray = np.clip(70 + 10 * noise / noise.std(), 0, 255).astype(np.uint8)
     assert find_digits(gray) == []
+
+
+def condition_photo(lines: list[list[int]], seed: int, **conditions):
+    """Drawn digits 50 px tall, barely rotated, JPEG quality 90, with `conditions` (bench.photos)."""
+    rng = np.random.default_rng(seed)
+    return make_photo(
+        [[digit(d) for d in line] for line in lines],
+        lines,
+        rng,
+        digit_height=50,
+        max_rotation=1.0,
+        jpeg_quality=90,
+        conditions=Conditions(**conditions),
+    )
+
+
+@pytest.mark.parametrize("seed", [20, 21, 22])
+def test_an_underline_touching_the_digits_is_removed_and_they_are_found(seed):
+    photo = condition_photo([[3, 1, 4, 0, 2]], seed, underline=True)
+    assert_found(find_digits(photo.image), photo)
+
+
+@pytest.mark.parametrize("seed", [23, 24, 25])
+def test_the_printed_boxes_of_a_comb_field_no_longer_join_the_digits(seed):
+    """One crop per digit, each holding its digit (a stub of a box's side may stay beside it)."""
+    photo = condition_photo([[7, 2, 0, 4]], seed, boxed=True)
+    crops = find_digits(photo.image)
+    assert len(crops) == len(photo.boxes), [crop.box for crop in crops]
+    for crop, (x, y, width, height) in zip(crops, photo.boxes, strict=True):
+        cx, cy, cw, ch = crop.box
+        assert cx <= x + width / 2 <= cx + cw and cy <= y + height / 2 <= cy + ch, (crop.box, (x, y))
+
+
+def test_a_photo_of_lines_alone_reads_as_empty_text():
+    rng = np.random.default_rng(25)
+    gray = np.asarray(blank_photo(240, 400, rng).convert("L")).copy()
+    gray[60:63, 20:380] = 40  # a ruled line
+    gray[150:153, 20:380] = 40
+    gray[20:220, 200:202] = 60  # a margin line
+    classify = RecordingClassifier()
+    assert read_digits(gray, classify).text == ""
+    assert classify.batches == []

@@ -8,10 +8,12 @@ stays small):
 3. a pixel is ink when it is darker than the paper by at least `INK_FRACTION` of the nearby ink's strength,
    by `MIN_INK`, and by `NOISE_SIGMAS` times the paper's local noise (so that blank paper, its texture and
    JPEG noise give no ink);
-4. connected components (cc3d); the pieces of a broken stroke are merged (stacked like the bar and body of
+4. long thin lines (underlines, ruled lines, the sides of printed boxes) are taken out of the ink, so
+   that digits touching them come apart (`_without_lines`);
+5. connected components (cc3d); the pieces of a broken stroke are merged (stacked like the bar and body of
    a '5', overlapping like the arm and upright of a '4', or a small bit close to a digit); specks, faint
    stains and paper-edge artefacts are dropped;
-5. the digits are grouped into lines (each digit joins the line whose last digit sits at its height, which
+6. the digits are grouped into lines (each digit joins the line whose last digit sits at its height, which
    tolerates a slightly rotated photo) and ordered top to bottom, left to right.
 
 `read_digits` normalises every crop with `digitops.preprocess.normalize_digit` and classifies them in one
@@ -53,6 +55,17 @@ FRAGMENT_AREA = 0.35  # a group with less ink than this fraction of a digit's is
 FRAGMENT_HEIGHT = 0.6  # a small group less tall than this fraction of a digit is a short fragment
 FRAGMENT_GAP = 0.2  # a short fragment joins the nearest digit within this fraction of the digit height
 TOUCH_GAP = 0.05  # a small group that is not short (a thin '1') joins a digit this close (digit heights)
+LINE_SPAN = 0.3  # a horizontal run this fraction of the photo's width is a line (for a first digit height)
+LINE_LENGTH = 2.0  # a horizontal run this many digit heights long is a line (underline, rule, box edge)
+LINE_HEIGHT = 1.15  # a vertical run this many digit heights long is a line (a box's side, squared paper)
+LINE_SLOPES = (
+    -0.03,
+    0.0,
+    0.03,
+)  # the slopes along which runs are followed (a line drawn or photographed askew)
+LINE_ELONGATION = 12.0  # a line is at least this many times longer than thick
+LINE_STROKE = 0.6  # lines found in the whole photo are thinner than this fraction of the digits' strokes
+LINE_THICKNESS = 2.0  # a line's pixel thicker than this many times the line's width is a stroke crossing it
 CROP_PAPER = 1.5  # a crop is a square of paper this many times the digit's longer side
 
 
@@ -114,6 +127,7 @@ def find_digits(image: Image.Image | np.ndarray) -> list[DigitCrop]:
     flat = np.clip(relative, 0.0, 1.0)
     floor = np.maximum(MIN_INK, NOISE_SIGMAS * _noise_sigma(ink))  # (h, w): more where the light is dim
     mask = (ink > floor) & (ink > INK_FRACTION * _local_max(ink))  # (h, w) bool
+    mask = _without_lines(mask)
     labels, boxes, areas = _components(mask)
     ink_sums = np.bincount(labels.ravel(), weights=ink.ravel(), minlength=len(areas) + 1)[1:]  # (n,)
     desk = _upsample(_desk_cells(gray, brightness_cells), gray.shape) > 0.5  # (h, w) bool
@@ -291,6 +305,112 @@ def _components(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     )
     areas = np.asarray(stats["voxel_counts"][1:], dtype=np.int64)
     return labels, boxes, areas
+
+
+def _without_lines(mask: np.ndarray) -> np.ndarray:
+    """The ink without long thin lines (underlines, ruled lines, the edges of printed boxes): (h, w) bool.
+
+    A line is a run of ink along a row (column), allowing a slight slope, much longer than a digit is wide
+    (tall); its pixels are removed where the ink across the run is about as thin as the line itself, so
+    that a stroke crossing or touching the line keeps its ink there while the rest of the line goes. The
+    digit height is not known while lines still join the digits: a first pass takes only runs across a
+    good part of the photo (a rule, an underline, a comb field), and the digits found then give the height
+    for the second.
+    """
+    if not mask.any():
+        return mask
+    along_rows = _sloped_run_lengths(mask)  # (h, w)
+    along_cols = _sloped_run_lengths(mask.T).T
+    thickness_rows = _run_lengths(mask.T).T  # (h, w): the vertical extent of the ink through each pixel
+    thickness_cols = _run_lengths(mask)  # (h, w): its horizontal extent
+    height, width = mask.shape
+    # Long for the photo and long for its own thickness: a digit's bar may cross a good part of a tight
+    # crop, but it is not many strokes long.
+    long_rows = (along_rows >= LINE_SPAN * width) & (along_rows >= LINE_ELONGATION * thickness_rows)
+    long_cols = (along_cols >= LINE_SPAN * height) & (along_cols >= LINE_ELONGATION * thickness_cols)
+    horizontal = _thin_part(mask & long_rows, thickness_rows)
+    vertical = _thin_part(mask & long_cols, thickness_cols, mask & ~horizontal)
+    _, boxes, areas = _components(mask & ~horizontal & ~vertical)
+    digit_height = _typical_height(boxes, areas, mask.shape)
+    if digit_height is None:
+        return mask & ~horizontal & ~vertical
+    long_rows = along_rows >= LINE_LENGTH * digit_height
+    long_cols = along_cols >= LINE_HEIGHT * digit_height
+    horizontal = _thin_part(mask & long_rows, thickness_rows)
+    vertical = _thin_part(mask & long_cols, thickness_cols, mask & ~horizontal)
+    # Where a rule crosses a box's side, each line is thick across the other: measured again without the
+    # other lines, the crossing goes too (it would stay as a blob beside a digit).
+    horizontal = _thin_part(mask & long_rows, _run_lengths((mask & ~vertical).T).T)
+    vertical = _thin_part(mask & long_cols, _run_lengths(mask & ~horizontal), mask & ~horizontal)
+    return mask & ~horizontal & ~vertical
+
+
+def _thin_part(line: np.ndarray, thickness: np.ndarray, strokes: np.ndarray | None = None) -> np.ndarray:
+    """The pixels of long runs `line` (h, w) bool where the ink across is no thicker than the lines' usual
+    width (`thickness` (h, w), the ink's extent across the run through each pixel): (h, w) bool.
+
+    With `strokes` (h, w) bool, the ink that may hold digits, the runs count as lines only if they are
+    thinner than `LINE_STROKE` of its strokes: a printed line is thinner than a pen's stroke, while a
+    '1' as tall as a tight crop is as thick as its neighbours' strokes.
+    """
+    if not line.any():
+        return line
+    line_width = float(np.median(thickness[line]))
+    if strokes is not None:
+        others = strokes & ~line
+        if others.any() and line_width > LINE_STROKE * float(np.median(thickness[others])):
+            return np.zeros_like(line)
+    return line & (thickness <= LINE_THICKNESS * line_width + 1)
+
+
+def _sloped_run_lengths(mask: np.ndarray) -> np.ndarray:
+    """The longest run along a row, or along a slightly sloping line (`LINE_SLOPES`), through each pixel of
+    `mask` (h, w): (h, w) int, 0 off the ink. The ink is dilated by a pixel across the run, so that a line
+    between two slopes, drawn as steps, is one run."""
+    height, width = mask.shape
+    dilated = mask.copy()
+    dilated[1:] |= mask[:-1]
+    dilated[:-1] |= mask[1:]
+    pad = int(np.ceil(max(abs(slope) for slope in LINE_SLOPES) * width)) + 1
+    padded = np.pad(dilated, ((pad, pad), (0, 0)))
+    columns = np.arange(width)
+    longest = np.zeros((height, width), np.int64)
+    for slope in LINE_SLOPES:
+        shift = np.round(slope * (columns - width / 2)).astype(np.int64)  # (w,): the line's rise per column
+        # sheared[i, x] = padded[i + shift[x], x]: a line of this slope runs along a row of `sheared`.
+        sheared = padded[
+            (np.arange(padded.shape[0])[:, None] + shift[None, :]).clip(0, len(padded) - 1), columns
+        ]
+        runs = _run_lengths(sheared)
+        longest = np.maximum(longest, runs[np.arange(pad, pad + height)[:, None] - shift[None, :], columns])
+    return np.where(mask, longest, 0)
+
+
+def _run_lengths(mask: np.ndarray) -> np.ndarray:
+    """The length of the run of True along its row through each pixel of `mask` (h, w): (h, w) int, 0 off."""
+    height, width = mask.shape
+    padded = np.zeros((height, width + 2), np.int8)
+    padded[:, 1:-1] = mask
+    steps = np.diff(padded, axis=1).ravel()  # (h * (w + 1),): +1 where a run starts, -1 just after it ends
+    starts, ends = np.flatnonzero(steps == 1), np.flatnonzero(steps == -1)  # pairs, in reading order
+    marks = np.zeros(steps.size, np.int64)
+    marks[starts] = ends - starts
+    marks[ends] -= ends - starts
+    return np.cumsum(marks.reshape(height, width + 1), axis=1)[:, :width]
+
+
+def _typical_height(boxes: np.ndarray, areas: np.ndarray, shape: tuple[int, int]) -> float | None:
+    """A digit's height: the median over components that may be digits (not specks, not long and thin, not
+    across the photo), weighted by ink; None when there are none."""
+    heights = boxes[:, 3] - boxes[:, 1]
+    widths = boxes[:, 2] - boxes[:, 0]
+    elongated = np.maximum(heights, widths) > 5 * np.maximum(np.minimum(heights, widths), 1)
+    huge = (widths > 0.9 * shape[1]) | (heights > 0.9 * shape[0])
+    tiny = (areas < MIN_DIGIT_PIXELS) | (np.maximum(heights, widths) < 3)
+    candidates = ~elongated & ~huge & ~tiny
+    if not candidates.any():
+        return None
+    return _weighted_median(heights[candidates], areas[candidates])
 
 
 def _digit_groups(
