@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 
 import httpx
 import numpy as np
@@ -31,7 +32,12 @@ def guarded(smoke_repo, tmp_path_factory):
     params["serve"]["workers"] = 1
     path = tmp_path_factory.mktemp("params") / "params.yaml"
     path.write_text(yaml.safe_dump(params))
-    environment = {"DIGITOPS_FEEDBACK_TOKEN": TOKEN, "DIGITOPS_PARAMS": str(path)}
+    # Its own BentoML home: a second `bentoml serve` on one home empties the first one's Prometheus folder.
+    home = tmp_path_factory.mktemp("guarded") / "bentoml"
+    shutil.copytree(
+        smoke_repo.env["BENTOML_HOME"], home, ignore=shutil.ignore_patterns("prometheus_multiproc_dir")
+    )
+    environment = {"DIGITOPS_FEEDBACK_TOKEN": TOKEN, "DIGITOPS_PARAMS": str(path), "BENTOML_HOME": str(home)}
     with serve_bento(smoke_repo.bento, smoke_repo.env, tmp_path_factory, environment) as running:
         yield running
 
