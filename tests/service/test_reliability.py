@@ -157,6 +157,19 @@ HOSTILE = {
     ),
     "100 MB body": ("/digit", lambda png: {"content": b"\0" * 100_000_000}, 413, "the limit is 20,000,000"),
     "100 MB multipart": ("/classify", lambda png: image_files(b"\0" * 100_000_000), 413, "limit"),
+    "25 MB multipart sent chunked, without a length": (
+        "/classify",
+        lambda png: {
+            "content": [  # an iterable body: httpx streams it with Transfer-Encoding: chunked
+                b'--b\r\nContent-Disposition: form-data; name="images"; filename="a.png"\r\n\r\n',
+                *[b"\0" * 1_000_000] * 25,
+                b"\r\n--b--\r\n",
+            ],
+            "headers": {"Content-Type": "multipart/form-data; boundary=b"},
+        },
+        413,
+        "the request body is too large; the limit is 20,000,000",
+    ),
     "a thousand images": (
         "/classify",
         lambda png: image_files(*[png] * 1000),

@@ -33,15 +33,19 @@ class RequestSizeLimit:
         if declared.isdigit() and int(declared) > self.max_bytes:
             return await self._refuse(send, f"the request has {int(declared):,} bytes")
         received = 0
+        too_large = False
         response_started = False
 
         async def counting_receive():
-            nonlocal received
+            nonlocal received, too_large
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise _BodyTooLargeError
+                    # A cancellation, not an error raised into the application (which would answer 500).
+                    too_large = True
+                    cancel_scope.cancel()
+                    await anyio.lowlevel.checkpoint()
             return message
 
         async def tracking_send(message):
@@ -49,18 +53,13 @@ class RequestSizeLimit:
             response_started = response_started or message["type"] == "http.response.start"
             await send(message)
 
-        try:
+        with anyio.CancelScope() as cancel_scope:
             await self.app(scope, counting_receive, tracking_send)
-        except _BodyTooLargeError:
-            if not response_started:
-                await self._refuse(send, "the request body is too large")
+        if too_large and not response_started:
+            await self._refuse(send, "the request body is too large")
 
     async def _refuse(self, send, what: str) -> None:
         await _answer(send, 413, f"{what}; the limit is {self.max_bytes:,} bytes")
-
-
-class _BodyTooLargeError(Exception):
-    pass
 
 
 @dataclass(frozen=True)
