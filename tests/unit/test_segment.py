@@ -252,3 +252,14 @@ def test_a_photo_of_lines_alone_reads_as_empty_text():
     classify = RecordingClassifier()
     assert read_digits(gray, classify).text == ""
     assert classify.batches == []
+
+
+@pytest.mark.parametrize("seed", [30, 31, 32])
+def test_a_tight_crop_keeps_the_digits_touching_its_sides(seed):
+    """A '1' as tall as the crop at each end, touching its sides: digits, not the paper's edge or the desk."""
+    photo = condition_photo([[1, 3, 0, 2, 1]], seed, tight_crop=True)
+    (first_x, first_y, _, first_h), (last_x, _, last_w, _) = photo.boxes[0], photo.boxes[-1]
+    assert first_y <= 2 or first_y + first_h >= photo.image.height - 2 or first_x <= 2  # really tight
+    assert first_x <= 0.15 * 50 and last_x + last_w >= photo.image.width - 0.15 * 50
+    assert_found(find_digits(photo.image), photo)
+    assert read_digits(photo.image, RecordingClassifier()).text == "01234"

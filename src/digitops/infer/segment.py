@@ -14,7 +14,9 @@ stays small):
    a '5', overlapping like the arm and upright of a '4', or a small bit close to a digit); specks, faint
    stains and paper-edge artefacts are dropped;
 6. the digits are grouped into lines (each digit joins the line whose last digit sits at its height, which
-   tolerates a slightly rotated photo) and ordered top to bottom, left to right.
+   tolerates a slightly rotated photo) and ordered top to bottom, left to right;
+7. a photo cropped as tight as its writing (`_tight_margin`) is surrounded by paper and analysed again,
+   so that the digits touching its sides are not taken for the paper's edge or the desk.
 
 `read_digits` normalises every crop with `digitops.preprocess.normalize_digit` and classifies them in one
 batched call.
@@ -66,6 +68,8 @@ LINE_SLOPES = (
 LINE_ELONGATION = 12.0  # a line is at least this many times longer than thick
 LINE_STROKE = 0.6  # lines found in the whole photo are thinner than this fraction of the digits' strokes
 LINE_THICKNESS = 2.0  # a line's pixel thicker than this many times the line's width is a stroke crossing it
+TIGHT_STRIP = 0.25  # writing within this fraction of its height of every side (one touching): a tight crop
+TIGHT_MARGIN = 0.5  # a tight crop is surrounded by paper this fraction of the writing's height wide
 CROP_PAPER = 1.5  # a crop is a square of paper this many times the digit's longer side
 
 
@@ -121,6 +125,29 @@ def find_digits(image: Image.Image | np.ndarray) -> list[DigitCrop]:
     if scale < 1.0:
         size = (max(1, round(original_width * scale)), max(1, round(original_height * scale)))
         gray = np.asarray(Image.fromarray(gray, mode="F").resize(size, Image.Resampling.BOX))
+    found, margin = _analyse(gray)
+    if margin:
+        # A crop as tight as the writing: the digits at its sides would look like the paper's edge or the
+        # desk. Surrounded by paper (its own brightness, continued past the sides), they are digits again.
+        padded = np.pad(_upsample(_paper_cells(gray), gray.shape), margin, mode="edge")  # (h + 2m, w + 2m)
+        padded[margin:-margin, margin:-margin] = gray
+        height, width = gray.shape
+        found = [
+            (_unpad(box, margin, (width, height)), pixels, line) for box, pixels, line in _analyse(padded)[0]
+        ]
+    return [
+        DigitCrop(box=_to_original(box, scale, (original_width, original_height)), pixels=pixels, line=line)
+        for box, pixels, line in found
+    ]
+
+
+def _analyse(gray: np.ndarray) -> tuple[list[tuple[tuple[int, int, int, int], np.ndarray, int]], int]:
+    """Steps 2-6 of the module on the analysis image (h, w) float32.
+
+    Returns:
+        (x0, y0, x1, y1), the crop's pixels and the line number of each digit, in reading order; and the
+        margin of paper to add around a tight crop (`_tight_margin`), 0 when the photo is not one.
+    """
     brightness_cells = _paper_cells(gray)  # (gh, gw)
     relative = gray / _upsample(brightness_cells, gray.shape)  # (h, w): paper ~1, ink darker
     ink = _mean3(1.0 - relative)  # (h, w), paper ~0; averaged over 3x3 to quieten grain and sensor noise
@@ -133,18 +160,39 @@ def find_digits(image: Image.Image | np.ndarray) -> list[DigitCrop]:
     desk = _upsample(_desk_cells(gray, brightness_cells), gray.shape) > 0.5  # (h, w) bool
     on_desk = np.bincount(labels[desk], minlength=len(areas) + 1)[1:] > 0.5 * areas  # (n,)
     groups = _digit_groups(boxes, areas, ink_sums, mask.shape, on_desk)  # component indices per digit
-    crops = []
+    found = []
     for line_number, line in enumerate(_reading_order([_union(boxes[g]) for g in groups])):
         for index in line:
-            x0, y0, x1, y1 = _union(boxes[groups[index]])
-            crops.append(
-                DigitCrop(
-                    box=_to_original((x0, y0, x1, y1), scale, (original_width, original_height)),
-                    pixels=_crop(flat, labels, groups[index], (x0, y0, x1, y1)),
-                    line=line_number,
-                )
-            )
-    return crops
+            box = _union(boxes[groups[index]])
+            found.append((box, _crop(flat, labels, groups[index], box), line_number))
+    kept = np.array([box for box, _, _ in found], np.int64).reshape(-1, 4)  # (d, 4)
+    return found, _tight_margin(boxes, areas, kept, mask.shape)
+
+
+def _tight_margin(boxes: np.ndarray, areas: np.ndarray, kept: np.ndarray, shape: tuple[int, int]) -> int:
+    """The paper to add on each side (px) if the photo is cropped as tight as its writing, else 0.
+
+    Tight: the ink that may be writing (not specks; `boxes` (n, 4), `areas` (n,)) touches a side of the
+    photo and comes within `TIGHT_STRIP` of its height of every side, and the digits found so far (`kept`
+    (d, 4)), if any, reach as near the top and the bottom. A photo of a page leaves paper around the
+    writing. Ink taken for the desk counts as writing (a thick digit along a side of a tight crop looks
+    like the desk); the desk's texture beyond the paper's edge may reach the sides, but the digits then
+    stop well short of them.
+    """
+    height, width = shape
+    sides = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+    writing = (areas >= MIN_DIGIT_PIXELS) & (sides >= max(MIN_DIGIT_SIDE * min(shape), 4))
+    if not writing.any():
+        return 0
+    x0, y0, x1, y1 = _union(boxes[writing])
+    margins = np.array([x0, y0, width - x1, height - y1])
+    if margins.min() > 0 or margins.max() > TIGHT_STRIP * (y1 - y0):
+        return 0
+    if len(kept):
+        _, top, _, bottom = _union(kept)
+        if max(top, height - bottom) > TIGHT_STRIP * (bottom - top):
+            return 0
+    return max(4, round(TIGHT_MARGIN * (y1 - y0)))
 
 
 def read_digits(image: Image.Image | np.ndarray, classify: Callable[[np.ndarray], np.ndarray]) -> ReadResult:
@@ -587,6 +635,17 @@ def _union(boxes: np.ndarray) -> tuple[int, int, int, int]:
         int(boxes[:, 1].min()),
         int(boxes[:, 2].max()),
         int(boxes[:, 3].max()),
+    )
+
+
+def _unpad(box: tuple[int, int, int, int], margin: int, size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1) in the photo padded by `margin` on each side -> in the photo of `size` (w, h)."""
+    width, height = size
+    return (
+        min(max(box[0] - margin, 0), width),
+        min(max(box[1] - margin, 0), height),
+        min(max(box[2] - margin, 0), width),
+        min(max(box[3] - margin, 0), height),
     )
 
 
