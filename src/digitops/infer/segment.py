@@ -11,8 +11,9 @@ stays small):
 4. long thin lines (underlines, ruled lines, the sides of printed boxes) are taken out of the ink, so
    that digits touching them come apart (`_without_lines`);
 5. connected components (cc3d); the pieces of a broken stroke are merged (stacked like the bar and body of
-   a '5', overlapping like the arm and upright of a '4', or a small bit close to a digit); specks, faint
-   stains and paper-edge artefacts are dropped;
+   a '5', overlapping like the arm and upright of a '4', or a small bit close to a digit, but not a dot,
+   comma or dash beside it); specks, faint stains, paper-edge artefacts and flat marks (dashes, equals
+   signs) are dropped;
 6. the digits are grouped into lines (each digit joins the line whose last digit sits at its height, which
    tolerates a slightly rotated photo) and ordered top to bottom, left to right;
 7. a photo cropped as tight as its writing (`_tight_margin`) is surrounded by paper and analysed again,
@@ -56,6 +57,8 @@ MAX_MERGED_HEIGHT = 1.6  # merged pieces span at most this many digit heights (t
 FRAGMENT_AREA = 0.35  # a group with less ink than this fraction of a digit's is small (maybe a fragment)
 FRAGMENT_HEIGHT = 0.6  # a small group less tall than this fraction of a digit is a short fragment
 FRAGMENT_GAP = 0.2  # a short fragment joins the nearest digit within this fraction of the digit height
+SEPARATOR_HEIGHT = 0.6  # a group flatter than wide and less tall than this fraction of a digit: '-', '='
+DASH_ASPECT = 2.0  # a fragment beside a digit this many times wider than tall is a dash, not a piece of it
 TOUCH_GAP = 0.05  # a small group that is not short (a thin '1') joins a digit this close (digit heights)
 LINE_SPAN = 0.3  # a horizontal run this fraction of the photo's width is a line (for a first digit height)
 LINE_LENGTH = 2.0  # a horizontal run this many digit heights long is a line (underline, rule, box edge)
@@ -507,7 +510,9 @@ def _digit_groups(
         (np.maximum(group_widths, group_heights) > FRAME_SIZE * digit_height)
         | (np.maximum(group_widths, group_heights) > FRAME_ASPECT * np.minimum(group_widths, group_heights))
     )
-    drop = speck | faint | too_small | frame
+    # A dash or an equals sign: flat, and much shorter than a digit (the lowest digits are most of one).
+    flat = (group_heights < SEPARATOR_HEIGHT * digit_height) & (group_widths > group_heights)
+    drop = speck | faint | too_small | frame | flat
     return [np.array(group) for group, dropped in zip(members, drop, strict=True) if not dropped]
 
 
@@ -556,6 +561,8 @@ def _attach_fragments(
         nearest = int(np.argmin(gaps))
         merged = _union(group_boxes[[fragment, nearest]])
         short = _height(group_boxes[fragment]) < FRAGMENT_HEIGHT * digit_height
+        if short and _low_beside(group_boxes[fragment], group_boxes[nearest]):
+            continue  # a dot, a comma or a dash after the digit, not a piece of it
         near = gaps[nearest] <= (FRAGMENT_GAP if short else TOUCH_GAP) * digit_height
         if near and _height(merged) <= MAX_MERGED_HEIGHT * digit_height:
             members[nearest] = members[nearest] + members[fragment]
@@ -563,6 +570,16 @@ def _attach_fragments(
             group_areas[nearest] += group_areas[fragment]
             alive[fragment] = False
     return [group for group, live in zip(members, alive, strict=True) if live], group_boxes[alive]
+
+
+def _low_beside(fragment: np.ndarray, box: np.ndarray) -> bool:
+    """Whether `fragment` (4,) lies wholly to the left or the right of `box` (4,), in its lower half (a dot
+    or a comma) or flat (a dash): a broken-off piece of a digit shares some of its width, or sits higher
+    and is not much wider than tall."""
+    beside = fragment[0] >= box[2] or fragment[2] <= box[0]
+    low = fragment[1] >= (box[1] + box[3]) / 2
+    flat = fragment[2] - fragment[0] > DASH_ASPECT * (fragment[3] - fragment[1])
+    return bool(beside and (low or flat))
 
 
 def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
