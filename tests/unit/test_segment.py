@@ -252,3 +252,44 @@ def test_a_photo_of_lines_alone_reads_as_empty_text():
     classify = RecordingClassifier()
     assert read_digits(gray, classify).text == ""
     assert classify.batches == []
+
+
+@pytest.mark.parametrize("seed", [30, 31, 32])
+def test_a_tight_crop_keeps_the_digits_touching_its_sides(seed):
+    """A '1' as tall as the crop at each end, touching its sides: digits, not the paper's edge or the desk."""
+    photo = condition_photo([[1, 3, 0, 2, 1]], seed, tight_crop=True)
+    (first_x, first_y, _, first_h), (last_x, _, last_w, _) = photo.boxes[0], photo.boxes[-1]
+    assert first_y <= 2 or first_y + first_h >= photo.image.height - 2 or first_x <= 2  # really tight
+    assert first_x <= 0.15 * 50 and last_x + last_w >= photo.image.width - 0.15 * 50
+    assert_found(find_digits(photo.image), photo)
+    assert read_digits(photo.image, RecordingClassifier()).text == "01234"
+
+
+@pytest.mark.parametrize("seed", [43, 51, 60, 77])
+def test_dots_commas_dashes_and_equals_signs_are_left_out_of_the_text(seed):
+    """Written '3-4-0-2-7=-' and the like: five digits, each crop holding its digit and no separator."""
+    photo = condition_photo([[3, 4, 0, 2, 7]], seed, separators=1.0)
+    assert "/" not in photo.written[0] and len(photo.written[0]) > 5  # separators, but no slash (a '1')
+    crops = find_digits(photo.image)
+    assert len(crops) == 5, [crop.box for crop in crops]
+    for crop, (x, y, width, height) in zip(crops, photo.boxes, strict=True):
+        cx, cy, cw, ch = crop.box
+        assert cx <= x + width / 2 <= cx + cw and cy <= y + height / 2 <= cy + ch, (crop.box, (x, y))
+        assert cw < 1.3 * width, (crop.box, (x, y, width, height))  # no dot or dash beside the digit
+    assert read_digits(photo.image, RecordingClassifier()).text == "01234"
+
+
+def test_a_photo_of_separators_alone_reads_as_empty_text():
+    rng = np.random.default_rng(26)
+    image = blank_photo(200, 400, rng)
+    draw = ImageDraw.Draw(image)
+    ink = (25, 25, 60)
+    draw.ellipse((60, 114, 66, 120), fill=ink)  # '.' on the line of digits 50 px tall from y = 70
+    draw.line([(90, 97), (112, 97)], fill=ink, width=5)  # '-'
+    draw.line([(130, 90), (150, 90)], fill=ink, width=5)  # '='
+    draw.line([(130, 104), (150, 104)], fill=ink, width=5)
+    draw.ellipse((170, 114, 176, 120), fill=ink)  # '.-'
+    draw.line([(185, 97), (207, 97)], fill=ink, width=5)
+    classify = RecordingClassifier()
+    assert read_digits(image, classify).text == ""
+    assert classify.batches == []

@@ -11,10 +11,13 @@ stays small):
 4. long thin lines (underlines, ruled lines, the sides of printed boxes) are taken out of the ink, so
    that digits touching them come apart (`_without_lines`);
 5. connected components (cc3d); the pieces of a broken stroke are merged (stacked like the bar and body of
-   a '5', overlapping like the arm and upright of a '4', or a small bit close to a digit); specks, faint
-   stains and paper-edge artefacts are dropped;
+   a '5', overlapping like the arm and upright of a '4', or a small bit close to a digit, but not a dot,
+   comma or dash beside it); specks, faint stains, paper-edge artefacts and flat marks (dashes, equals
+   signs) are dropped;
 6. the digits are grouped into lines (each digit joins the line whose last digit sits at its height, which
-   tolerates a slightly rotated photo) and ordered top to bottom, left to right.
+   tolerates a slightly rotated photo) and ordered top to bottom, left to right;
+7. a photo cropped as tight as its writing (`_tight_margin`) is surrounded by paper and analysed again,
+   so that the digits touching its sides are not taken for the paper's edge or the desk.
 
 `read_digits` normalises every crop with `digitops.preprocess.normalize_digit` and classifies them in one
 batched call.
@@ -54,6 +57,8 @@ MAX_MERGED_HEIGHT = 1.6  # merged pieces span at most this many digit heights (t
 FRAGMENT_AREA = 0.35  # a group with less ink than this fraction of a digit's is small (maybe a fragment)
 FRAGMENT_HEIGHT = 0.6  # a small group less tall than this fraction of a digit is a short fragment
 FRAGMENT_GAP = 0.2  # a short fragment joins the nearest digit within this fraction of the digit height
+SEPARATOR_HEIGHT = 0.6  # a group flatter than wide and less tall than this fraction of a digit: '-', '='
+DASH_ASPECT = 2.0  # a fragment beside a digit this many times wider than tall is a dash, not a piece of it
 TOUCH_GAP = 0.05  # a small group that is not short (a thin '1') joins a digit this close (digit heights)
 LINE_SPAN = 0.3  # a horizontal run this fraction of the photo's width is a line (for a first digit height)
 LINE_LENGTH = 2.0  # a horizontal run this many digit heights long is a line (underline, rule, box edge)
@@ -66,6 +71,8 @@ LINE_SLOPES = (
 LINE_ELONGATION = 12.0  # a line is at least this many times longer than thick
 LINE_STROKE = 0.6  # lines found in the whole photo are thinner than this fraction of the digits' strokes
 LINE_THICKNESS = 2.0  # a line's pixel thicker than this many times the line's width is a stroke crossing it
+TIGHT_STRIP = 0.25  # writing within this fraction of its height of every side (one touching): a tight crop
+TIGHT_MARGIN = 0.5  # a tight crop is surrounded by paper this fraction of the writing's height wide
 CROP_PAPER = 1.5  # a crop is a square of paper this many times the digit's longer side
 
 
@@ -121,6 +128,29 @@ def find_digits(image: Image.Image | np.ndarray) -> list[DigitCrop]:
     if scale < 1.0:
         size = (max(1, round(original_width * scale)), max(1, round(original_height * scale)))
         gray = np.asarray(Image.fromarray(gray, mode="F").resize(size, Image.Resampling.BOX))
+    found, margin = _analyse(gray)
+    if margin:
+        # A crop as tight as the writing: the digits at its sides would look like the paper's edge or the
+        # desk. Surrounded by paper (its own brightness, continued past the sides), they are digits again.
+        padded = np.pad(_upsample(_paper_cells(gray), gray.shape), margin, mode="edge")  # (h + 2m, w + 2m)
+        padded[margin:-margin, margin:-margin] = gray
+        height, width = gray.shape
+        found = [
+            (_unpad(box, margin, (width, height)), pixels, line) for box, pixels, line in _analyse(padded)[0]
+        ]
+    return [
+        DigitCrop(box=_to_original(box, scale, (original_width, original_height)), pixels=pixels, line=line)
+        for box, pixels, line in found
+    ]
+
+
+def _analyse(gray: np.ndarray) -> tuple[list[tuple[tuple[int, int, int, int], np.ndarray, int]], int]:
+    """Steps 2-6 of the module on the analysis image (h, w) float32.
+
+    Returns:
+        (x0, y0, x1, y1), the crop's pixels and the line number of each digit, in reading order; and the
+        margin of paper to add around a tight crop (`_tight_margin`), 0 when the photo is not one.
+    """
     brightness_cells = _paper_cells(gray)  # (gh, gw)
     relative = gray / _upsample(brightness_cells, gray.shape)  # (h, w): paper ~1, ink darker
     ink = _mean3(1.0 - relative)  # (h, w), paper ~0; averaged over 3x3 to quieten grain and sensor noise
@@ -133,18 +163,39 @@ def find_digits(image: Image.Image | np.ndarray) -> list[DigitCrop]:
     desk = _upsample(_desk_cells(gray, brightness_cells), gray.shape) > 0.5  # (h, w) bool
     on_desk = np.bincount(labels[desk], minlength=len(areas) + 1)[1:] > 0.5 * areas  # (n,)
     groups = _digit_groups(boxes, areas, ink_sums, mask.shape, on_desk)  # component indices per digit
-    crops = []
+    found = []
     for line_number, line in enumerate(_reading_order([_union(boxes[g]) for g in groups])):
         for index in line:
-            x0, y0, x1, y1 = _union(boxes[groups[index]])
-            crops.append(
-                DigitCrop(
-                    box=_to_original((x0, y0, x1, y1), scale, (original_width, original_height)),
-                    pixels=_crop(flat, labels, groups[index], (x0, y0, x1, y1)),
-                    line=line_number,
-                )
-            )
-    return crops
+            box = _union(boxes[groups[index]])
+            found.append((box, _crop(flat, labels, groups[index], box), line_number))
+    kept = np.array([box for box, _, _ in found], np.int64).reshape(-1, 4)  # (d, 4)
+    return found, _tight_margin(boxes, areas, kept, mask.shape)
+
+
+def _tight_margin(boxes: np.ndarray, areas: np.ndarray, kept: np.ndarray, shape: tuple[int, int]) -> int:
+    """The paper to add on each side (px) if the photo is cropped as tight as its writing, else 0.
+
+    Tight: the ink that may be writing (not specks; `boxes` (n, 4), `areas` (n,)) touches a side of the
+    photo and comes within `TIGHT_STRIP` of its height of every side, and the digits found so far (`kept`
+    (d, 4)), if any, reach as near the top and the bottom. A photo of a page leaves paper around the
+    writing. Ink taken for the desk counts as writing (a thick digit along a side of a tight crop looks
+    like the desk); the desk's texture beyond the paper's edge may reach the sides, but the digits then
+    stop well short of them.
+    """
+    height, width = shape
+    sides = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+    writing = (areas >= MIN_DIGIT_PIXELS) & (sides >= max(MIN_DIGIT_SIDE * min(shape), 4))
+    if not writing.any():
+        return 0
+    x0, y0, x1, y1 = _union(boxes[writing])
+    margins = np.array([x0, y0, width - x1, height - y1])
+    if margins.min() > 0 or margins.max() > TIGHT_STRIP * (y1 - y0):
+        return 0
+    if len(kept):
+        _, top, _, bottom = _union(kept)
+        if max(top, height - bottom) > TIGHT_STRIP * (bottom - top):
+            return 0
+    return max(4, round(TIGHT_MARGIN * (y1 - y0)))
 
 
 def read_digits(image: Image.Image | np.ndarray, classify: Callable[[np.ndarray], np.ndarray]) -> ReadResult:
@@ -459,7 +510,9 @@ def _digit_groups(
         (np.maximum(group_widths, group_heights) > FRAME_SIZE * digit_height)
         | (np.maximum(group_widths, group_heights) > FRAME_ASPECT * np.minimum(group_widths, group_heights))
     )
-    drop = speck | faint | too_small | frame
+    # A dash or an equals sign: flat, and much shorter than a digit (the lowest digits are most of one).
+    flat = (group_heights < SEPARATOR_HEIGHT * digit_height) & (group_widths > group_heights)
+    drop = speck | faint | too_small | frame | flat
     return [np.array(group) for group, dropped in zip(members, drop, strict=True) if not dropped]
 
 
@@ -508,6 +561,8 @@ def _attach_fragments(
         nearest = int(np.argmin(gaps))
         merged = _union(group_boxes[[fragment, nearest]])
         short = _height(group_boxes[fragment]) < FRAGMENT_HEIGHT * digit_height
+        if short and _low_beside(group_boxes[fragment], group_boxes[nearest]):
+            continue  # a dot, a comma or a dash after the digit, not a piece of it
         near = gaps[nearest] <= (FRAGMENT_GAP if short else TOUCH_GAP) * digit_height
         if near and _height(merged) <= MAX_MERGED_HEIGHT * digit_height:
             members[nearest] = members[nearest] + members[fragment]
@@ -515,6 +570,16 @@ def _attach_fragments(
             group_areas[nearest] += group_areas[fragment]
             alive[fragment] = False
     return [group for group, live in zip(members, alive, strict=True) if live], group_boxes[alive]
+
+
+def _low_beside(fragment: np.ndarray, box: np.ndarray) -> bool:
+    """Whether `fragment` (4,) lies wholly to the left or the right of `box` (4,), in its lower half (a dot
+    or a comma) or flat (a dash): a broken-off piece of a digit shares some of its width, or sits higher
+    and is not much wider than tall."""
+    beside = fragment[0] >= box[2] or fragment[2] <= box[0]
+    low = fragment[1] >= (box[1] + box[3]) / 2
+    flat = fragment[2] - fragment[0] > DASH_ASPECT * (fragment[3] - fragment[1])
+    return bool(beside and (low or flat))
 
 
 def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
@@ -587,6 +652,17 @@ def _union(boxes: np.ndarray) -> tuple[int, int, int, int]:
         int(boxes[:, 1].min()),
         int(boxes[:, 2].max()),
         int(boxes[:, 3].max()),
+    )
+
+
+def _unpad(box: tuple[int, int, int, int], margin: int, size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1) in the photo padded by `margin` on each side -> in the photo of `size` (w, h)."""
+    width, height = size
+    return (
+        min(max(box[0] - margin, 0), width),
+        min(max(box[1] - margin, 0), height),
+        min(max(box[2] - margin, 0), width),
+        min(max(box[3] - margin, 0), height),
     )
 
 
