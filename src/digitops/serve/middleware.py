@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import codecs
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +12,9 @@ import anyio
 import anyio.lowlevel
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
+
+from digitops.data.drawings import stored_bytes
+from digitops.serve.contributors import NotAllowedError
 
 
 class RequestSizeLimit:
@@ -33,30 +36,15 @@ class RequestSizeLimit:
         if declared.isdigit() and int(declared) > self.max_bytes:
             return await self._refuse(send, f"the request has {int(declared):,} bytes")
         received = 0
-        too_large = False
-        response_started = False
 
-        async def counting_receive():
-            nonlocal received, too_large
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    # A cancellation, not an error raised into the application (which would answer 500).
-                    too_large = True
-                    cancel_scope.cancel()
-                    await anyio.lowlevel.checkpoint()
-            return message
+        def count(chunk: bytes) -> str | None:
+            nonlocal received
+            received += len(chunk)
+            return "the request body is too large" if received > self.max_bytes else None
 
-        async def tracking_send(message):
-            nonlocal response_started
-            response_started = response_started or message["type"] == "http.response.start"
-            await send(message)
-
-        with anyio.CancelScope() as cancel_scope:
-            await self.app(scope, counting_receive, tracking_send)
-        if too_large and not response_started:
-            await self._refuse(send, "the request body is too large")
+        refusal = await _run_checking_body(self.app, scope, receive, send, count)
+        if refusal is not None:
+            await self._refuse(send, refusal)
 
     async def _refuse(self, send, what: str) -> None:
         await _answer(send, 413, f"{what}; the limit is {self.max_bytes:,} bytes")
@@ -95,29 +83,40 @@ class FileFieldsOnly:
         form = self.routes.get(scope.get("path", "")) if scope["type"] == "http" else None
         if form is None or scope.get("method") != "POST":
             return await self.app(scope, receive, send)
-        check = _body_check(scope, form)
-        refusal: str | None = None
-        response_started = False
-
-        async def checking_receive():
-            nonlocal refusal
-            message = await receive()
-            if message["type"] == "http.request" and refusal is None:
-                refusal = check(message.get("body", b""))
-                if refusal is not None:
-                    cancel_scope.cancel()
-                    await anyio.lowlevel.checkpoint()  # the cancellation is raised here, in the application
-            return message
-
-        async def tracking_send(message):
-            nonlocal response_started
-            response_started = response_started or message["type"] == "http.response.start"
-            await send(message)
-
-        with anyio.CancelScope() as cancel_scope:
-            await self.app(scope, checking_receive, tracking_send)
-        if refusal is not None and not response_started:
+        refusal = await _run_checking_body(self.app, scope, receive, send, _body_check(scope, form))
+        if refusal is not None:
             await _answer(send, 400, f"{scope['path']}: {refusal}")
+
+
+async def _run_checking_body(app, scope, receive, send, check: Callable[[bytes], str | None]) -> str | None:
+    """Run `app` with each request body chunk given to `check` before the application sees it.
+
+    The first chunk `check` refuses (it returns a reason, not None) cancels the application: a
+    cancellation, not an error raised into it, which BentoML would answer with a 500 and log. Returns the
+    reason when the application was cancelled before it began a response (the caller answers in its
+    place), else None.
+    """
+    refusal: str | None = None
+    response_started = False
+
+    async def checking_receive():
+        nonlocal refusal
+        message = await receive()
+        if message["type"] == "http.request" and refusal is None:
+            refusal = check(message.get("body", b""))
+            if refusal is not None:
+                cancel_scope.cancel()
+                await anyio.lowlevel.checkpoint()  # the cancellation is raised here, in the application
+        return message
+
+    async def tracking_send(message):
+        nonlocal response_started
+        response_started = response_started or message["type"] == "http.response.start"
+        await send(message)
+
+    with anyio.CancelScope() as cancel_scope:
+        await app(scope, checking_receive, tracking_send)
+    return None if response_started else refusal
 
 
 def _body_check(scope, form: FormFields):
@@ -252,9 +251,6 @@ class ContributorGate:
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http" or scope["path"] != self.route:
             return await self.app(scope, receive, send)
-        from digitops.data.drawings import stored_bytes
-        from digitops.serve.contributors import NotAllowedError
-
         headers = dict(scope.get("headers") or [])
         client = scope.get("client")
         try:
