@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from digitops.infer.inputs import png_bytes
 from digitops.preprocess import normalize_digit
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -110,6 +111,25 @@ def draw_strokes(
         for x, y in points:  # round caps, as a canvas with lineCap = "round" draws them
             draw.ellipse((x - width // 2, y - width // 2, x + width // 2, y + width // 2), fill=255)
     return np.asarray(image)
+
+
+def jittered_canvas_pngs(strokes: list[list[tuple[int, int]]], count: int, seed: int) -> list[bytes]:
+    """`count` distinct drawings of `strokes` as the page sends them (PNGs of an RGBA canvas, the ink in
+    alpha), each by another hand (`jittered`): distinct once normalised, unlike a moved or recoloured copy."""
+    rng = np.random.default_rng(seed)
+    return [
+        png_bytes(Image.fromarray(canvas_rgba(draw_strokes(jittered(strokes, rng))))) for _ in range(count)
+    ]
+
+
+def off_centre_blob_png() -> bytes:
+    """A blob with a line off to one side: normalised, its centre of mass is off centre, so the data
+    contract refuses it (the drawing that once stopped a whole pipeline at validate)."""
+    blob = Image.new("L", (200, 200), 255)
+    pen = ImageDraw.Draw(blob)
+    pen.ellipse((20, 20, 90, 90), fill=0)
+    pen.line((90, 55, 190, 190), fill=0, width=3)
+    return png_bytes(blob)
 
 
 def canvas_rgba(ink: np.ndarray, colour: tuple[int, int, int] = (0, 0, 0)) -> np.ndarray:

@@ -3,21 +3,17 @@ contribution token and a daily quota of two drawings; then the review that lets 
 
 from __future__ import annotations
 
-import io
 import json
 import shutil
 
 import httpx
-import numpy as np
 import pytest
 import yaml
-from PIL import Image, ImageDraw
 
 from digitops.cli import EXIT_OK
 from digitops.cli import main as digitops_cli
 from digitops.data.drawings import read_manifest
-from digitops.infer.inputs import png_bytes
-from tests.fakes import SEVEN_STROKES, canvas_rgba, draw_strokes, jittered
+from tests.fakes import SEVEN_STROKES, jittered_canvas_pngs, off_centre_blob_png
 from tests.service.conftest import serve_bento
 
 pytestmark = [pytest.mark.pipeline, pytest.mark.slow]
@@ -42,14 +38,6 @@ def guarded(smoke_repo, tmp_path_factory):
         yield running
 
 
-def _sevens(count: int) -> list[bytes]:
-    rng = np.random.default_rng(7)
-    return [
-        png_bytes(Image.fromarray(canvas_rgba(draw_strokes(jittered(SEVEN_STROKES, rng)))))
-        for _ in range(count)
-    ]
-
-
 def _send(url: str, drawings: list[bytes], labels: list[int], token: str | None = TOKEN) -> httpx.Response:
     files = [("images", (f"{index}.png", data, "image/png")) for index, data in enumerate(drawings)]
     headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -59,7 +47,7 @@ def _send(url: str, drawings: list[bytes], labels: list[int], token: str | None 
 
 
 def test_only_the_token_holder_contributes_within_its_quota_and_a_person_lets_them_in(guarded):
-    drawings = _sevens(3)
+    drawings = jittered_canvas_pngs(SEVEN_STROKES, 3, seed=7)
     for token in (None, "wrong-token"):
         refused = _send(guarded.url, drawings[:1], [7], token)
         assert refused.status_code == 401 and "Authorization: Bearer" in refused.text
@@ -80,11 +68,5 @@ def test_only_the_token_holder_contributes_within_its_quota_and_a_person_lets_th
 
 
 def test_a_drawing_the_data_contract_refuses_gets_a_400_that_says_why(guarded):
-    blob = Image.new("L", (200, 200), 255)
-    pen = ImageDraw.Draw(blob)
-    pen.ellipse((20, 20, 90, 90), fill=0)
-    pen.line((90, 55, 190, 190), fill=0, width=3)
-    buffer = io.BytesIO()
-    blob.save(buffer, format="PNG")
-    response = _send(guarded.url, [buffer.getvalue()], [0])
+    response = _send(guarded.url, [off_centre_blob_png()], [0])
     assert response.status_code == 400 and "data contract" in response.text

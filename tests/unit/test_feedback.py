@@ -27,7 +27,16 @@ from digitops.serve.feedback import (
     feedback_dir,
     store_drawings,
 )
-from tests.fakes import FOUR_STROKES, REPO_ROOT, SEVEN_STROKES, canvas_rgba, draw_strokes, jittered
+from tests.fakes import (
+    FOUR_STROKES,
+    REPO_ROOT,
+    SEVEN_STROKES,
+    canvas_rgba,
+    draw_strokes,
+    jittered,
+    jittered_canvas_pngs,
+    off_centre_blob_png,
+)
 
 LIMITS = InputLimits(max_images=4, max_bytes=200_000, max_pixels=600 * 600)
 
@@ -259,8 +268,7 @@ def test_an_item_that_is_not_a_pair_is_refused(tmp_path, item):
 
 
 def _distinct(count: int, seed: int = 2) -> list[tuple[bytes, int]]:
-    rng = np.random.default_rng(seed)
-    return [(_canvas_png(jittered(SEVEN_STROKES, rng)), 7) for _ in range(count)]
+    return [(png, 7) for png in jittered_canvas_pngs(SEVEN_STROKES, count, seed)]
 
 
 def test_a_client_past_its_daily_quota_is_refused_and_others_are_not(tmp_path):
@@ -312,17 +320,9 @@ def test_a_torn_last_manifest_line_is_not_read_and_is_cut_off_by_the_next_writer
 def test_a_drawing_the_data_contract_would_refuse_is_refused_at_upload(tmp_path):
     """A blob with a line off to one side normalises with its centre of mass off centre: ingest would
     have stored it, and the next validate stage would have stopped the whole pipeline on it."""
-    from PIL import ImageDraw
-
     from digitops.validate import digit_problems
 
     policy = load_params(REPO_ROOT / "params.yaml").validate_
-    blob = Image.new("L", (200, 200), 255)
-    pen = ImageDraw.Draw(blob)
-    pen.ellipse((20, 20, 90, 90), fill=0)
-    pen.line((90, 55, 190, 190), fill=0, width=3)
-    buffer = io.BytesIO()
-    blob.save(buffer, format="PNG")
 
     def contract(digit):
         return digit_problems(digit, policy)
@@ -330,7 +330,7 @@ def test_a_drawing_the_data_contract_would_refuse_is_refused_at_upload(tmp_path)
     with pytest.raises(
         BadInputError, match=r"^item 1: the data contract refuses this drawing: .*centre of mass"
     ):
-        store_drawings([(SEVEN, 7), (buffer.getvalue(), 0)], tmp_path, LIMITS, contract=contract)
+        store_drawings([(SEVEN, 7), (off_centre_blob_png(), 0)], tmp_path, LIMITS, contract=contract)
     assert _contents(tmp_path) == {}
     assert [item.duplicate for item in store_drawings([(SEVEN, 7)], tmp_path, LIMITS, contract=contract)] == [
         False

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 from PIL import Image
 
@@ -10,19 +9,15 @@ from digitops.cli import EXIT_ERROR, EXIT_OK, main
 from digitops.data.drawings import read_drawings, read_manifest
 from digitops.data.review import accept, incoming_dir, reject, remove_client, select, waiting
 from digitops.errors import DigitopsError
-from digitops.infer.inputs import InputLimits, png_bytes
+from digitops.infer.inputs import InputLimits
 from digitops.serve.feedback import store_drawings
-from tests.fakes import FOUR_STROKES, SEVEN_STROKES, canvas_rgba, draw_strokes, jittered
+from tests.fakes import FOUR_STROKES, SEVEN_STROKES, jittered_canvas_pngs
 
 LIMITS = InputLimits(max_images=16, max_bytes=1_000_000, max_pixels=1_000_000)
 
 
 def _drawings(strokes, label: int, count: int, seed: int) -> list[tuple[bytes, int]]:
-    rng = np.random.default_rng(seed)
-    return [
-        (png_bytes(Image.fromarray(canvas_rgba(draw_strokes(jittered(strokes, rng))))), label)
-        for _ in range(count)
-    ]
+    return [(png, label) for png in jittered_canvas_pngs(strokes, count, seed)]
 
 
 @pytest.fixture
