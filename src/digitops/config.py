@@ -321,11 +321,21 @@ class ServeParams(_Section):
     # once, for a client run where there is no params.yaml (`digitops predict` outside the repository).
     max_images_per_request: PositiveInt = 256
     max_image_bytes: PositiveInt = 10_000_000  # per uploaded file
-    # width x height, checked before decoding (decompression bombs)
-    max_image_pixels: PositiveInt = 25_000_000
+    # width x height decoded per digit image (/classify, /digit, /feedback), checked from the header before
+    # decoding; a JPEG counts at the reduced size a digit needs (digitops.infer.inputs). A 1024x1024 drawing.
+    max_image_pixels: PositiveInt = 1_048_576
+    # ... per photo (/read): a 12.5-MP phone photo as PNG; a phone's JPEG, however large, is decoded at the
+    # size the segmenter analyses. Each decode holds this many pixels at most, whatever the upload claims.
+    max_photo_pixels: PositiveInt = 13_000_000
     max_request_bytes: PositiveInt  # a whole request body; larger ones get 413 before they are read
     workers: PositiveInt  # worker processes, each with its own model, event loop and batcher
     threads_per_worker: PositiveInt  # ONNX Runtime's intra-op threads in each worker
+    # Digit uploads a worker decodes and normalises at once, in threads off its event loop: more wait their
+    # turn holding only their bytes, so that memory stays bounded (digitops.serve.decoding).
+    max_concurrent_decodes: PositiveInt = 2
+    # ... photos it decodes and segments at once, apart from the digits (a digit never waits behind a
+    # photo): each holds a decoded photo and the segmenter's working arrays, many times a digit's memory.
+    max_concurrent_photos: PositiveInt = 1
     # ONNX Runtime's graph optimisation level (digitops.infer.classifier.OPTIMIZATION_LEVELS)
     graph_optimization: Literal["disabled", "basic", "extended", "all"] = "all"
     access_log: bool  # BentoML's log line per request (it costs CPU per request; metrics count anyway)

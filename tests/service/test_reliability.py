@@ -141,7 +141,7 @@ HOSTILE = {
         "/digit",
         lambda png: {"content": png_bytes(Image.new("L", (6000, 6000)))},
         400,
-        "the limit is 25,000,000",
+        "the limit is 1,048,576 for a digit image",
     ),
     "decompression bomb": (
         "/digit",

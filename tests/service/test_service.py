@@ -199,7 +199,7 @@ BAD_REQUESTS = {
     "blank image": (lambda good: image_files(png_bytes(Image.new("L", (28, 28), 255))), "blank"),
     "over the pixel limit": (
         lambda good: image_files(png_bytes(Image.new("L", (6000, 6000)))),
-        "the limit is 25,000,000",
+        "the limit is 1,048,576 for a digit image",
     ),
     "decompression bomb header": (lambda good: image_files(png_claiming_size(100_000, 100_000)), "pixels"),
     "too many images": (

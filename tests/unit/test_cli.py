@@ -154,7 +154,9 @@ def test_files_over_the_params_files_limits_are_problems_that_say_the_limit(tmp_
     assert items[1] == Problem(
         str(heavy), f"the file has {heavy.stat().st_size:,} bytes; the limit is 10,000"
     )
-    assert items[2] == Problem(str(wide), "the image is 60x60 = 3,600 pixels; the limit is 2,500")
+    assert items[2] == Problem(
+        str(wide), "the image is 60x60 = 3,600 pixels; the limit is 2,500 for a digit image"
+    )
 
 
 def test_without_a_params_file_the_limits_are_the_ones_the_repository_configures():

@@ -133,3 +133,15 @@ def test_a_bad_source_mix_is_named(tmp_path, params_dict, mix, message):
     params_dict["train"]["source_mix"] = mix
     with pytest.raises(ConfigError, match=message):
         _load(tmp_path, params_dict)
+
+
+def test_the_serve_defaults_are_the_values_params_yaml_sets():
+    """A client without params.yaml (`digitops predict`) and the service agree on every defaulted limit."""
+    from digitops.config import ServeParams
+
+    repository = load_params(REPO_ROOT / "params.yaml").serve
+    defaulted = {name for name, field in ServeParams.model_fields.items() if not field.is_required()}
+    new = {"max_image_pixels", "max_photo_pixels", "max_concurrent_decodes", "max_concurrent_photos"}
+    assert new <= defaulted
+    for name in sorted(defaulted):
+        assert getattr(ServeParams.model_construct(), name) == getattr(repository, name), name

@@ -108,3 +108,96 @@ def test_pixels_the_normaliser_cannot_read_are_refused_with_its_reason():
         digit_from_image(np.full((28, 28), 2.0, dtype=np.float32))
     with pytest.raises(BadInputError, match="cannot be read as a digit: expected an image of shape"):
         digit_from_image(np.zeros((28, 28, 2), dtype=np.uint8))
+
+
+# ---------------------------------------------------------------------------------- per-route limits, drafts
+
+DIGIT_LIMITS = InputLimits(max_images=4, max_bytes=10_000_000, max_pixels=1_048_576)
+PHOTO_LIMITS = InputLimits(4, 10_000_000, 13_000_000, draft_side=1600, subject="a photo")
+
+
+def _large_seven(size: tuple[int, int]) -> Image.Image:
+    """A black 7 filling half the height of a white RGB image of `size` (a phone photo of one digit)."""
+    ink = Image.fromarray(draw_strokes(SEVEN_STROKES)).resize((size[1] // 2, size[1] // 2))
+    image = Image.new("RGB", size, "white")
+    image.paste("black", ((size[0] - ink.width) // 2, size[1] // 4), mask=ink)
+    return image
+
+
+def test_a_large_jpeg_is_decoded_reduced_to_what_a_digit_needs_and_reads_the_same():
+    photo = _large_seven((4000, 3000))
+    data = _encode(photo, "JPEG")
+    image = open_image(data, DIGIT_LIMITS)  # 12 MP, over the digit limit, but decoded at 1/4
+    assert image.size == (1000, 750)
+    assert max(image.size) >= DIGIT_LIMITS.draft_side
+    full = normalize_digit(photo).astype(np.float32)
+    assert np.abs(normalize_digit(image).astype(np.float32) - full).mean() < 4  # of 255: the same digit
+
+
+def test_a_png_over_a_digit_routes_limit_is_refused_there_and_read_as_a_photo():
+    data = _encode(_large_seven((2000, 1500)))
+    with pytest.raises(BadInputError, match=r"2000x1500 = 3,000,000 pixels; the limit is 1,048,576 for a"):
+        open_image(data, DIGIT_LIMITS)
+    assert open_image(data, PHOTO_LIMITS).size == (2000, 1500)  # no draft for a PNG
+
+
+def test_a_jpeg_too_large_even_reduced_names_both_sizes():
+    data = _encode(Image.new("RGB", (9000, 1000), "white"), "JPEG")  # 1/8: 1125x125, still over 100,000
+    with pytest.raises(BadInputError, match=r"9000x1000 = 9,000,000 pixels \(1125x125 as decoded\); the"):
+        open_image(data, InputLimits(1, 10_000_000, 100_000))
+
+
+def test_a_photo_is_read_reduced_and_its_boxes_are_in_its_own_pixels():
+    from digitops.serve.decoding import read_photo
+
+    small = _large_seven((800, 600))
+    large = small.resize((3200, 2400), Image.Resampling.NEAREST)
+
+    def classify(digits):
+        return np.full((len(digits), 10), 0.1, np.float32)
+
+    [small_digit] = read_photo(_encode(small), PHOTO_LIMITS, classify).digits
+    for data in (_encode(large), _encode(large, "JPEG")):  # reduced after decoding, or decoded reduced
+        [digit] = read_photo(data, PHOTO_LIMITS, classify).digits
+        assert digit.box == pytest.approx([4 * side for side in small_digit.box], abs=8)
+
+
+def test_decoders_run_at_most_their_limit_at_once_off_the_event_loop():
+    import threading
+    import time
+
+    import anyio
+
+    from digitops.serve.decoding import Decoders
+
+    running, most, lock = [0], [0], threading.Lock()
+    loop_thread = threading.get_ident()
+
+    def decode() -> int:
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.05)
+        with lock:
+            running[0] -= 1
+        return threading.get_ident()
+
+    async def burst() -> list[int]:
+        decoders = Decoders(digits=2, photos=1)
+        threads = []
+
+        async def one(kind) -> None:
+            threads.append(await kind(decode))
+
+        async with anyio.create_task_group() as group:
+            for _ in range(8):
+                group.start_soon(one, decoders.digits)
+        assert most[0] == 2
+        most[0] = 0
+        async with anyio.create_task_group() as group:
+            for _ in range(4):
+                group.start_soon(one, decoders.photos)
+        assert most[0] == 1
+        return threads
+
+    assert loop_thread not in anyio.run(burst)

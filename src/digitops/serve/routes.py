@@ -22,18 +22,14 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from digitops.infer.inputs import BadInputError, check_count, digit_from_image, open_image
+from digitops.infer.inputs import BadInputError, check_count
 from digitops.preprocess import MNIST_SIZE
 from digitops.serve.batcher import OverloadedError
+from digitops.serve.decoding import digit_from_upload
 from digitops.serve.schemas import JSON
 from digitops.serve.settings import LIMITS
 
 WEB_DIR = Path(__file__).with_name("web")  # the drawing page (GET /)
-
-
-def _digit_from_body(data: bytes) -> np.ndarray:
-    """One uploaded image file (the whole request body) -> its (28, 28) uint8 digit; BadInputError if bad."""
-    return digit_from_image(open_image(data, LIMITS))
 
 
 def _digits_from_array(data: bytes) -> np.ndarray:
@@ -63,8 +59,10 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 async def _classify_digit(request: Request) -> Response:
     """POST /digit: the body is one image file (PNG, JPEG, ...) -> one prediction."""
+    service = bentoml.get_current_service()  # this worker's DigitClassifier
     try:
-        digit = _digit_from_body(await _read_body(request, LIMITS.max_bytes))
+        data = await _read_body(request, LIMITS.max_bytes)
+        digit = await service.decoders.digits(digit_from_upload, data, LIMITS)  # (28, 28) uint8
     except BadInputError as error:
         return JSONResponse({"error": str(error)}, status_code=400)
     return await _predictions_response(digit[None], single=True)

@@ -2,8 +2,9 @@
 
 The validators replace BentoML's own image decoding (which answers unreadable bytes with a 500): they raise
 `BadInputError`, a ValueError, which pydantic turns into a validation error and BentoML into a 400 with its
-message. Each file is checked while its request is parsed, so a bad file never fails a batch it would have
-shared with other requests.
+message. They take an uploaded file's bytes only, without decoding them: the API methods decode them off
+the event loop, a few at a time (`digitops.serve.decoding`), before any digit reaches the batcher, so a bad
+file never fails a batch it would have shared with other requests.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Annotated, Any
 from PIL import Image
 from pydantic import BaseModel, WrapValidator
 
-from digitops.infer.inputs import BadInputError, check_count, check_pixels, digit_from_image, open_image
+from digitops.infer.inputs import BadInputError, check_count
 from digitops.serve.settings import LIMITS
 
 # The responses' media type, declared on each API so that BentoML does not rebuild the output's JSON schema
@@ -21,21 +22,17 @@ from digitops.serve.settings import LIMITS
 JSON = "application/json"
 
 
-def _digit_image(value: Any, handler: Any) -> Image.Image:
-    """Validates one upload (file, bytes or PIL image) into the normalised (28, 28) digit, as an 'L' image."""
-    return Image.fromarray(digit_from_image(_photo(value, handler)), mode="L")
-
-
 def _image_list(value: Any, handler: Any) -> list[Image.Image]:
-    """Checks the count before any image is decoded, then validates each image."""
+    """Checks the count before any file is read, then reads each file."""
     if isinstance(value, list):
         check_count(len(value), LIMITS)
     return handler(value)
 
 
-def _upload_bytes(value: Any, _handler: Any) -> bytes:
-    """An uploaded file's bytes, undecoded, read to one byte past the limit (`open_image` refuses more)."""
-    if isinstance(value, bytes):
+def _upload_bytes(value: Any, _handler: Any) -> bytes | Image.Image:
+    """An uploaded file's bytes, undecoded, read to one byte past the limit (`open_image` refuses more); an
+    image that a Python caller passed stays as it is (its size is checked where it is used)."""
+    if isinstance(value, bytes | Image.Image):
         return value
     if hasattr(value, "file"):  # an uploaded file (starlette UploadFile)
         value.file.seek(0)
@@ -43,19 +40,11 @@ def _upload_bytes(value: Any, _handler: Any) -> bytes:
     raise BadInputError("expected an image file (multipart upload)")
 
 
-def _photo(value: Any, handler: Any) -> Image.Image:
-    """Validates one upload (file, bytes or PIL image) into a decoded PIL image, within the size limits."""
-    if isinstance(value, Image.Image):
-        check_pixels(value, LIMITS)
-        return value
-    return open_image(_upload_bytes(value, handler), LIMITS)
-
-
-DigitImage = Annotated[Image.Image, WrapValidator(_digit_image)]
-Photo = Annotated[Image.Image, WrapValidator(_photo)]
-UploadedFile = Annotated[Image.Image, WrapValidator(_upload_bytes)]  # a multipart file part, as bytes
-DigitImages = Annotated[list[DigitImage], WrapValidator(_image_list)]
-UploadedFiles = Annotated[list[UploadedFile], WrapValidator(_image_list)]
+# An image file in the API's schema; its undecoded bytes in the method (`digitops.serve.decoding` decodes).
+UploadedFile = Annotated[Image.Image, WrapValidator(_upload_bytes)]
+Photo = UploadedFile
+DigitImages = Annotated[list[UploadedFile], WrapValidator(_image_list)]
+UploadedFiles = DigitImages
 
 
 class Prediction(BaseModel):

@@ -2,9 +2,10 @@
 
     bentoml serve digitops.serve.service:DigitClassifier       # from the repository root (make serve)
 
-Request path: each uploaded file is checked and normalised while the request is parsed (`schemas`: a bad
-file fails its own request with a 400, never a batch it would have shared); the service's batcher then
-coalesces the digits of concurrent requests into one call of the compiled model. `routes` adds the page
+Request path: each uploaded file's bytes are read while the request is parsed (`schemas`), then decoded
+and normalised in a thread, a few at a time per worker (`decoding`: a bad file fails its own request with a
+400, never a batch it would have shared); the service's batcher then coalesces the digits of concurrent
+requests into one call of the compiled model. `routes` adds the page
 and the lean raw-body endpoints; `settings` reads params.yaml's `serve` section and the model's tag.
 
 The model is the champion's ONNX file, run by ONNX Runtime: no TensorFlow in the service, the bento or the
@@ -21,7 +22,6 @@ from functools import partial
 from http import HTTPStatus
 from typing import Annotated, Any
 
-import anyio
 import bentoml
 import numpy as np
 from bentoml.exceptions import BadInput, BentoMLException, ServiceUnavailable
@@ -31,9 +31,9 @@ from pydantic import BaseModel, Field, StrictInt
 from digitops.digits import NUM_CLASSES
 from digitops.infer.classifier import CPU, CUDA, load_classifier
 from digitops.infer.inputs import BadInputError
-from digitops.infer.segment import read_digits
 from digitops.serve.batcher import Batcher, OverloadedError
 from digitops.serve.contributors import NotAllowedError
+from digitops.serve.decoding import Decoders, digits_from_uploads, read_photo
 from digitops.serve.feedback import QuotaExceededError, StorageFullError, store_drawings
 from digitops.serve.middleware import ContributorGate, FileFieldsOnly, FormFields, RequestSizeLimit
 from digitops.serve.routes import LEAN_ROUTES
@@ -53,6 +53,7 @@ from digitops.serve.settings import (
     LIMITS,
     MODEL_TAG,
     PARAMS,
+    PHOTO_LIMITS,
     QUARANTINE_DIR,
     SERVE,
 )
@@ -108,6 +109,8 @@ class DigitClassifier:
             f"{labels.get('registered_model', stored.tag.name)}/{labels.get('mlflow_version', '?')}"
         )
         self.classifier.warm_up((1, SERVE.max_batch_size))
+        # Uploads are decoded in threads, a few at a time (the lean routes' too)
+        self.decoders = Decoders(SERVE.max_concurrent_decodes, SERVE.max_concurrent_photos)
         self.batcher = Batcher(
             self.classifier,
             max_batch_size=SERVE.max_batch_size,
@@ -150,7 +153,10 @@ class DigitClassifier:
     @bentoml.api
     async def classify(self, images: DigitImages) -> Annotated[list[Prediction], ContentType(JSON)]:
         """Classify handwritten digits: each image (PNG, JPEG, ...) -> digit, confidence, 10 probabilities."""
-        digits = np.stack([np.asarray(image, dtype=np.uint8) for image in images])  # (B, 28, 28) uint8
+        try:
+            digits = await self.decoders.digits(digits_from_uploads, images, LIMITS)  # (B, 28, 28) uint8
+        except BadInputError as error:
+            raise BadInput(str(error)) from None
         try:
             predictions = await self.predict(digits)
         except OverloadedError as error:
@@ -161,13 +167,17 @@ class DigitClassifier:
     async def read(self, image: Photo) -> Annotated[Reading, ContentType(JSON)]:
         """Read the handwritten digits in a photo or scan: the digits in reading order, with boxes.
 
-        The photo is segmented off the event loop; all its digits go through the model in one call.
+        The photo is decoded and segmented off the event loop; all its digits go through the model in one
+        call.
         """
-        result = await anyio.to_thread.run_sync(read_digits, image, self.classifier)
+        try:
+            result = await self.decoders.photos(read_photo, image, PHOTO_LIMITS, self.classifier)
+        except BadInputError as error:
+            raise BadInput(str(error)) from None
         return Reading(**result.to_dict(), model_version=self.model_version)
 
     @bentoml.api
-    def feedback(
+    async def feedback(
         self, images: UploadedFiles, labels: list[StrictInt], ctx: bentoml.Context
     ) -> Annotated[FeedbackReceipt, ContentType(JSON)]:
         """Contribute labelled drawings (multipart: files `images`, text `labels` = a JSON list such as [7]).
@@ -186,14 +196,17 @@ class DigitClassifier:
             raise BentoMLException(str(error), error_code=error.status) from None
         if len(images) != len(labels):
             raise BadInput(f"{len(images)} images but {len(labels)} labels: send one label per image")
-        try:
-            stored = store_drawings(
-                list(zip(images, labels, strict=True)),
-                QUARANTINE_DIR,
-                LIMITS,
-                client=client,
-                quota=FEEDBACK_QUOTA,
-                contract=partial(digit_problems, policy=PARAMS.validate_),
+        try:  # the drawings are decoded as digits are: in a thread, a few at a time
+            stored = await self.decoders.digits(
+                partial(
+                    store_drawings,
+                    list(zip(images, labels, strict=True)),
+                    QUARANTINE_DIR,
+                    LIMITS,
+                    client=client,
+                    quota=FEEDBACK_QUOTA,
+                    contract=partial(digit_problems, policy=PARAMS.validate_),
+                )
             )
         except BadInputError as error:
             raise BadInput(str(error)) from None

@@ -27,6 +27,7 @@ SERVE = PARAMS.serve
 MODEL_TAG = os.environ.get("DIGITOPS_BENTO_MODEL", "digits:latest")
 FEEDBACK_DIR = feedback_dir(default=PARAMS.base.paths.feedback)
 QUARANTINE_DIR = incoming_dir(FEEDBACK_DIR)  # contributions wait here for `digitops drawings accept`
-LIMITS = InputLimits.from_serve(SERVE)
+LIMITS = InputLimits.from_serve(SERVE)  # the digit routes': /classify, /digit, /digits, /feedback
+PHOTO_LIMITS = InputLimits.photos_from_serve(SERVE)  # /read's
 CONTRIBUTORS = ContributionPolicy.from_setting(SERVE.feedback)  # who may POST /feedback
 FEEDBACK_QUOTA = FeedbackQuota(SERVE.feedback_per_client_per_day, SERVE.feedback_max_bytes)
