@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from PIL import Image
-from pydantic import BaseModel, WrapValidator
+from pydantic import BaseModel, Field, StrictInt, WrapValidator
 
 from digitops.infer.inputs import BadInputError, check_count, check_pixels, digit_from_image, open_image
 from digitops.serve.settings import LIMITS
@@ -51,11 +51,19 @@ def _photo(value: Any, handler: Any) -> Image.Image:
     return open_image(_upload_bytes(value, handler), LIMITS)
 
 
+# What the OpenAPI document says of a list of uploads (BentoML builds it from these annotations): the counts
+# `check_count` enforces. Written as schema only, so that the validators' own messages stay the answers.
+_IMAGE_COUNT = Field(json_schema_extra={"minItems": 1, "maxItems": LIMITS.max_images})
+
 DigitImage = Annotated[Image.Image, WrapValidator(_digit_image)]
 Photo = Annotated[Image.Image, WrapValidator(_photo)]
 UploadedFile = Annotated[Image.Image, WrapValidator(_upload_bytes)]  # a multipart file part, as bytes
-DigitImages = Annotated[list[DigitImage], WrapValidator(_image_list)]
-UploadedFiles = Annotated[list[UploadedFile], WrapValidator(_image_list)]
+DigitImages = Annotated[list[DigitImage], _IMAGE_COUNT, WrapValidator(_image_list)]
+UploadedFiles = Annotated[list[UploadedFile], _IMAGE_COUNT, WrapValidator(_image_list)]
+# Feedback labels, one per image: the range is checked (with its message) where the drawings are stored.
+Labels = Annotated[
+    list[Annotated[StrictInt, Field(json_schema_extra={"minimum": 0, "maximum": 9})]], _IMAGE_COUNT
+]
 
 
 class Prediction(BaseModel):
