@@ -4,6 +4,8 @@
 - fuzzing: schemathesis generates requests from the service's own OpenAPI document, and Hypothesis
   generates bodies for the routes the document cannot describe (raw images, raw arrays): no 5xx but the
   documented 503 back-pressure, and the server still answers at the end;
+- the API contract: schemathesis's own CLI, with every check, finds nothing: the document says what the
+  service takes and answers (required fields, counts, every error status and its body);
 - hostile inputs: each a clear 4xx, none keeping a good request waiting for long;
 - a short soak: 60 s at 64 concurrent clients, no failed request, resident memory flat.
 The 10-minute soak is a benchmark (bench/soak.py).
@@ -14,8 +16,11 @@ from __future__ import annotations
 import asyncio
 import collections
 import io
+import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -125,6 +130,42 @@ def test_fuzz_from_the_openapi_document_and_generated_bodies(service, digits):
     assert server_errors == [], server_errors[:10]
     assert statuses[400] > 0  # the generated garbage was refused, not silently answered
     assert service.egress.requests == []  # no generated request made the service fetch anything
+    _alive(service.url, digits)
+
+
+SCHEMATHESIS_CONFIG = Path(__file__).with_name("schemathesis.toml")  # the one check setting, and why
+
+
+def test_schemathesis_cli_with_every_check_finds_nothing(service, digits, tmp_path):
+    """`schemathesis run <url>/docs.json --checks all --max-examples 50`, as anyone would run it against
+    the service: the same requests on every run (a seed, one worker, no example database) and a timeout per
+    request and for the whole run."""
+    command = [
+        str(Path(sys.executable).with_name("schemathesis")),  # the CLI the dev lock installs
+        "--config-file",
+        str(SCHEMATHESIS_CONFIG),
+        "run",
+        f"{service.url}/docs.json",
+        "--checks",
+        "all",
+        "--max-examples",
+        "50",
+        "--seed",
+        "17",
+        "--workers",
+        "1",
+        "--request-timeout",
+        "30",
+        "--generation-database",
+        "none",
+        "--no-color",
+    ]
+    egress_before = len(service.egress.requests)
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    output = f"{' '.join(command)} -> {result.returncode}\n{result.stdout}\n{result.stderr}"
+    assert result.returncode == 0, output
+    assert "passed" in result.stdout, output  # it ran test cases (an empty document would not)
+    assert service.egress.requests[egress_before:] == []
     _alive(service.url, digits)
 
 

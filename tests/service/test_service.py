@@ -218,6 +218,16 @@ BAD_REQUESTS = {
         lambda good: {"files": {"images": (None, b"{}")}},
         "is text, not a file",
     ),
+    # BentoML parses a part outside the API's file fields as JSON text: a PNG there was a 500
+    "a file in a field the API does not have": (
+        lambda good: {"files": {"pictures": ("a.png", good, "image/png")}},
+        "'pictures' is not a field of this API",
+    ),
+    # Starlette's form parser fails on a multipart type without a boundary: a 500 before the body was read
+    "multipart without a boundary": (
+        lambda good: {"content": b"", "headers": {"Content-Type": "multipart/form-data"}},
+        "no boundary",
+    ),
 }
 
 

@@ -65,8 +65,8 @@ class FileFieldsOnly:
     (`images=http://...`), any field of a urlencoded form, or a whole non-multipart body that parses as a
     URL. Before BentoML parses the body of a route in `routes`, this answers 400 to each of these:
 
-    - multipart/form-data: a part without a filename, unless it is one of the API's text fields (a part
-      that names no field, or no name at all, is refused too);
+    - multipart/form-data: a part without a filename, unless it is one of the API's text fields; a part,
+      file or text, that names no field of the API or has no name at all; a body without a boundary;
     - application/x-www-form-urlencoded: always (it cannot carry a file);
     - any other media type (BentoML parses it as JSON): a body that is not empty or a JSON object.
 
@@ -83,7 +83,10 @@ class FileFieldsOnly:
         form = self.routes.get(scope.get("path", "")) if scope["type"] == "http" else None
         if form is None or scope.get("method") != "POST":
             return await self.app(scope, receive, send)
-        refusal = await _run_checking_body(self.app, scope, receive, send, _body_check(scope, form))
+        check = _body_check(scope, form)
+        # A refusal before any byte of the body (a multipart type without a boundary, on which Starlette's
+        # form parser fails with a 500 before it reads the body): answered without running the application.
+        refusal = check(b"") or await _run_checking_body(self.app, scope, receive, send, check)
         if refusal is not None:
             await _answer(send, 400, f"{scope['path']}: {refusal}")
 
@@ -220,7 +223,7 @@ class _MultipartCheck:
             self.refusal = "a multipart part has no name (Content-Disposition: form-data; name=...)"
             return
         name = _decode(options[b"name"], self._charset)
-        if b"filename" in options or name in self.form.texts:
+        if name in self.form.texts or (name in self.form.files and b"filename" in options):
             return
         if name in self.form.files:
             self.refusal = (

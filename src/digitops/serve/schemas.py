@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from PIL import Image
-from pydantic import BaseModel, WrapValidator
+from pydantic import BaseModel, Field, StrictInt, WrapValidator
 
 from digitops.infer.inputs import BadInputError, check_count
 from digitops.serve.settings import LIMITS
@@ -40,11 +40,19 @@ def _upload_bytes(value: Any, _handler: Any) -> bytes | Image.Image:
     raise BadInputError("expected an image file (multipart upload)")
 
 
+# What the OpenAPI document says of a list of uploads (BentoML builds it from these annotations): the counts
+# `check_count` enforces. Written as schema only, so that the validators' own messages stay the answers.
+_IMAGE_COUNT = Field(json_schema_extra={"minItems": 1, "maxItems": LIMITS.max_images})
+
 # An image file in the API's schema; its undecoded bytes in the method (`digitops.serve.decoding` decodes).
 UploadedFile = Annotated[Image.Image, WrapValidator(_upload_bytes)]
 Photo = UploadedFile
-DigitImages = Annotated[list[UploadedFile], WrapValidator(_image_list)]
+DigitImages = Annotated[list[UploadedFile], _IMAGE_COUNT, WrapValidator(_image_list)]
 UploadedFiles = DigitImages
+# Feedback labels, one per image: the range is checked (with its message) where the drawings are stored.
+Labels = Annotated[
+    list[Annotated[StrictInt, Field(json_schema_extra={"minimum": 0, "maximum": 9})]], _IMAGE_COUNT
+]
 
 
 class Prediction(BaseModel):

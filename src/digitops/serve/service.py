@@ -26,7 +26,7 @@ import bentoml
 import numpy as np
 from bentoml.exceptions import BadInput, BentoMLException, ServiceUnavailable
 from bentoml.validators import ContentType
-from pydantic import BaseModel, Field, StrictInt
+from pydantic import BaseModel, Field
 
 from digitops.digits import NUM_CLASSES
 from digitops.infer.classifier import CPU, CUDA, load_classifier
@@ -36,11 +36,13 @@ from digitops.serve.contributors import NotAllowedError
 from digitops.serve.decoding import Decoders, digits_from_uploads, read_photo
 from digitops.serve.feedback import QuotaExceededError, StorageFullError, store_drawings
 from digitops.serve.middleware import ContributorGate, FileFieldsOnly, FormFields, RequestSizeLimit
+from digitops.serve.openapi import OpenAPIDocument
 from digitops.serve.routes import LEAN_ROUTES
 from digitops.serve.schemas import (
     JSON,
     DigitImages,
     FeedbackReceipt,
+    Labels,
     Photo,
     Prediction,
     Reading,
@@ -178,7 +180,7 @@ class DigitClassifier:
 
     @bentoml.api
     async def feedback(
-        self, images: UploadedFiles, labels: list[StrictInt], ctx: bentoml.Context
+        self, images: UploadedFiles, labels: Labels, ctx: bentoml.Context
     ) -> Annotated[FeedbackReceipt, ContentType(JSON)]:
         """Contribute labelled drawings (multipart: files `images`, text `labels` = a JSON list such as [7]).
 
@@ -240,3 +242,5 @@ DigitClassifier.add_asgi_middleware(
     max_bytes=SERVE.feedback_max_bytes,
 )
 DigitClassifier.add_asgi_middleware(FileFieldsOnly, routes=_form_fields(DigitClassifier))
+# GET /docs.json: BentoML's OpenAPI document with each API's real error answers (digitops.serve.openapi)
+DigitClassifier.add_asgi_middleware(OpenAPIDocument, document=lambda: DigitClassifier.openapi_spec.asdict())
