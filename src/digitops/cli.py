@@ -1,5 +1,6 @@
 """The `digitops` command. `digitops predict`: digits in image files, folders and Kaggle CSVs -> a CSV.
-`digitops drawings`: review contributed drawings before they can train a model.
+`digitops drawings`: review contributed drawings before they can train a model. `digitops rollback`: serve the
+previous champion again.
 
     digitops predict scans/ seven.png --out predictions.csv      # path,digit,confidence,label
     digitops predict test.csv --out submission.csv               # Kaggle's ImageId,Label
@@ -8,6 +9,7 @@
     digitops drawings sheet --out sheet.png                      # look at it
     digitops drawings accept 3f2a9c1d 77be0e21                   # into the training pool
     digitops drawings reject --client 203.0.113.7                # delete what one sender sent
+    digitops rollback --reason "reads 7s as 1s on the page"      # @champion back to the previous one
 
 Argparse, help and exit codes only: the work is `digitops.predict`'s. Subcommands live in `build_parser`;
 each is one function that takes the parsed arguments and returns an exit code.
@@ -178,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     predict_parser.set_defaults(handler=run_predict)
     _add_drawings_commands(commands)
+    _add_rollback_command(commands)
     return parser
 
 
@@ -264,6 +267,93 @@ def run_drawings_remove(args: argparse.Namespace) -> int:
 
     result = remove_client(_feedback_folder(args), args.client)
     print(f"{len(result.moved)} drawings from {args.client} removed", file=sys.stderr)
+    return EXIT_OK
+
+
+ROLLBACK_HELP = """Move the registry's @champion back and package it, so that `make serve` serves it.
+
+Without --to, back to the version the champion replaced (its previous_champion tag); run again, one
+further back. The target's ONNX file must reproduce its own Keras model on the test split
+(<prepared>/test.npz), as promote checks a candidate, before anything changes. Who (the login name) and
+why are recorded as tags on both versions; the version rolled back from is barred from promotion until it is
+chosen again with --to (docs/operations.md). Then the champion is packaged as the package stage does, and
+<reports>/rollback.json says what was done. Run it in the repository (params.yaml, bentofile.yaml); MLflow's
+store is $MLFLOW_TRACKING_URI, else the one <models>/run.json names."""
+
+
+def _add_rollback_command(commands) -> None:
+    rollback = commands.add_parser(
+        "rollback",
+        help="move @champion back to the previous (or a named) version and package it",
+        description=ROLLBACK_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    rollback.add_argument(
+        "--to", metavar="VERSION", help="the registered version to serve (default: the previous champion)"
+    )
+    rollback.add_argument("--reason", required=True, metavar="TEXT", help="why: recorded in the registry")
+    rollback.add_argument(
+        "--skip-validation",
+        action="store_true",
+        help="do not re-run infra validation (when the test split is not at hand); recorded as skipped",
+    )
+    rollback.add_argument("--params", default=PARAMS_FILE, metavar="FILE", help="default: ./params.yaml")
+    rollback.add_argument("--bentofile", type=Path, default=Path("bentofile.yaml"), metavar="FILE")
+    rollback.set_defaults(handler=run_rollback)
+
+
+def run_rollback(args: argparse.Namespace) -> int:
+    """`digitops rollback`: see ROLLBACK_HELP."""
+    import getpass
+    import json
+
+    import mlflow
+
+    from digitops.io import load_npz, write_json
+    from digitops.package import PackagingError
+    from digitops.rollback import ParityDigits, RollbackError, repackage, rollback_champion
+
+    if not Path(args.params).exists():
+        raise UsageError(f"the params file {args.params} does not exist: run in the repository, or --params")
+    params = load_params(args.params)
+    paths = params.base.paths
+    run_file = paths.models / "run.json"
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if uri is None and run_file.is_file():
+        uri = json.loads(run_file.read_text())["tracking_uri"]
+    if uri is None:
+        raise RollbackError(f"no MLflow store: set MLFLOW_TRACKING_URI, or run where {run_file} names it")
+    mlflow.set_tracking_uri(uri)
+
+    test = None
+    if not args.skip_validation:
+        split = paths.prepared / "test.npz"
+        if not split.is_file():
+            raise RollbackError(
+                f"no test split at {split} to re-run infra validation on: `dvc pull` or `dvc repro prepare` "
+                "first, or --skip-validation"
+            )
+        arrays = load_npz(split)
+        known = params.promote.known_answers
+        test = ParityDigits(arrays["images"], arrays["labels"], known, params.base.seed)
+    try:
+        by = getpass.getuser()
+    except OSError:  # no login name and none of LOGNAME, USER, LNAME, USERNAME set
+        by = "unknown"
+    name = params.promote.registered_model
+    report = rollback_champion(
+        name, to=args.to, reason=args.reason, by=by, test=test, tolerance=params.promote.parity_tolerance
+    )
+    print(f"{name}@champion: version {report['from']} -> version {report['to']}", file=sys.stderr)
+    try:
+        report["package"] = repackage(name, args.bentofile)
+    except PackagingError as error:
+        raise RollbackError(
+            f"@champion is now version {report['to']}, but packaging it failed (`dvc repro -f package` "
+            f"packages it): {error}"
+        ) from None
+    write_json(paths.reports / "rollback.json", report)
+    print(json.dumps(report, indent=2))
     return EXIT_OK
 
 

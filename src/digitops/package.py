@@ -63,7 +63,7 @@ def import_champion(registered_model: str, bento_model_name: str) -> tuple[str, 
         raise PackagingError(
             f"{registered_model} version {version.version} (@{CHAMPION}) has {VALIDATION_STATUS} "
             f"{status!r}, not {PASSED!r}: only a version that promote validated ships. Point @{CHAMPION} "
-            'back at a version that passed (docs/serving.md, "Roll back by hand")'
+            "back at a version that passed: `digitops rollback` (docs/operations.md)"
         )
     with tempfile.TemporaryDirectory() as scratch:
         folder = mlflow.artifacts.download_artifacts(

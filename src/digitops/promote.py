@@ -7,6 +7,11 @@ exactly as the service loads it (the ONNX file, ONNX Runtime), gives the Keras m
 test split and its probabilities within `promote.parity_tolerance` on a fixed set of test digits (infra
 validation: parity). Otherwise it gets `challenger`, or no alias at all when infra validation fails.
 Aliases move last: an error at any earlier step leaves the champion untouched.
+
+When `champion` moves, the new champion's tags say which version it replaced (`previous_champion`), when and
+why: `digitops rollback` (digitops.rollback) goes back along them. A version that @champion was rolled back
+from (tag `rolled_back_to`), or a new candidate whose ONNX file is byte for byte that version's, gets no alias
+here, whatever the gate says: a rerun of the pipeline must not silently undo a rollback (docs/operations.md).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +28,24 @@ import numpy as np
 from digitops.config import PromoteParams
 from digitops.errors import DigitopsError
 from digitops.evaluate import OVERALL, metrics_by_source
+from digitops.fingerprint import file_sha256
 from digitops.infer.classifier import MODEL_FILE, Classifier, ModelFileError, load_classifier
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
+
+# Registry tags on a model version. Set by promote when @champion moves to it:
+PREVIOUS_CHAMPION = "previous_champion"  # the version that held @champion before (absent for the first)
+PROMOTED_AT = "promoted.at"  # UTC, ISO 8601
+PROMOTED_REASON = "promoted.reason"
+MODEL_SHA256 = "model_sha256"  # of its model.onnx, set on every validated version: what serves, by content
+# Set by `digitops rollback` on the version it moves @champion away from (ROLLED_BACK_TO: the mark that
+# keeps promote from re-promoting it) and on the one it moves to (ROLLED_BACK_FROM); both get the ROLLBACK_*.
+ROLLED_BACK_TO = "rolled_back_to"
+ROLLED_BACK_FROM = "rolled_back_from"
+ROLLBACK_AT = "rollback.at"
+ROLLBACK_BY = "rollback.by"
+ROLLBACK_REASON = "rollback.reason"
 
 # {"mnist": {"accuracy": ..., "digits": {"1": {"accuracy": ..., "count": ...}, ...}}, ..., "overall": {...}}
 Metrics = Mapping[str, Mapping[str, Any]]
@@ -253,12 +273,14 @@ def promote_candidate(
 
     version = _register(client, name, run_id, candidate_metrics)
     with tempfile.TemporaryDirectory() as scratch:
-        validation = validate_served_model(
-            _download(client, name, version, Path(scratch)), reference, policy.parity_tolerance
-        )
+        folder = _download(client, name, version, Path(scratch))
+        validation = validate_served_model(folder, reference, policy.parity_tolerance)
+        model_sha256 = served_model_sha256(folder)
     client.set_model_version_tag(
         name, version, "validation_status", "passed" if validation["passed"] else "failed"
     )
+    if model_sha256 is not None:
+        client.set_model_version_tag(name, version, MODEL_SHA256, model_sha256)
     for key in ("mismatched_digits", "max_probability_difference", "runtime"):
         if key in validation:
             client.set_model_version_tag(name, version, f"parity.{key}", str(validation[key]))
@@ -269,8 +291,24 @@ def promote_candidate(
             "the champion is unchanged"
         )
 
+    rolled_back = _rolled_back_version(client, name, version, model_sha256)
+    if rolled_back is not None:
+        client.set_model_version_tag(name, version, "decision", "refused: rolled back")
+        return _report(
+            name,
+            candidate={"version": version, "run_id": run_id, "metrics": candidate_metrics},
+            champion_before=champion,
+            champion_metrics=champion_metrics,
+            alias=None,
+            promoted=False,
+            reasons=[*decision.reasons, _rolled_back_reason(version, rolled_back)],
+            validation=validation,
+        )
+
     alias = CHAMPION if decision.promote else CHALLENGER
     client.set_model_version_tag(name, version, "decision", alias)
+    if alias == CHAMPION:
+        _record_promotion(client, name, version, champion)
     client.set_registered_model_alias(name, alias, version)  # the only step that changes what serves
     return _report(
         name,
@@ -281,6 +319,51 @@ def promote_candidate(
         promoted=decision.promote,
         reasons=list(decision.reasons),
         validation=validation,
+    )
+
+
+def served_model_sha256(folder: Path) -> str | None:
+    """SHA-256 of the ONNX file in a downloaded model version (what serves), or None when it has none."""
+    model_file = folder / MODEL_FILE
+    return file_sha256(model_file) if model_file.is_file() else None
+
+
+def utc_now() -> str:
+    """The time for a registry tag: UTC, ISO 8601, to the second."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _record_promotion(client, name: str, version: str, champion_before) -> None:
+    """Tag `version`, about to take @champion, with the version it replaces, when and why."""
+    if champion_before is not None:
+        client.set_model_version_tag(name, version, PREVIOUS_CHAMPION, str(champion_before.version))
+        why = f"promote: the gate passed against version {champion_before.version}"
+    else:
+        why = "promote: the first champion, the floors passed"
+    client.set_model_version_tag(name, version, PROMOTED_AT, utc_now())
+    client.set_model_version_tag(name, version, PROMOTED_REASON, why)
+
+
+def _rolled_back_version(client, name: str, version: str, model_sha256: str | None):
+    """The version @champion was rolled back from that `version` is (same version: promote ran again on
+    the same run) or repeats (the same ONNX file from a new run); None when there is none."""
+    for other in client.search_model_versions(f"name = '{name}'"):
+        if ROLLED_BACK_TO not in other.tags:
+            continue
+        same_file = model_sha256 is not None and other.tags.get(MODEL_SHA256) == model_sha256
+        if str(other.version) == version or same_file:
+            return other
+    return None
+
+
+def _rolled_back_reason(version: str, rolled_back) -> str:
+    """The FAIL reason of a candidate that a rollback took @champion away from."""
+    tags = rolled_back.tags
+    which = "it is version" if str(rolled_back.version) == version else "its ONNX file is that of version"
+    return (
+        f"FAIL: {which} {rolled_back.version}, which @{CHAMPION} was rolled back from on "
+        f"{tags.get(ROLLBACK_AT, '?')} by {tags.get(ROLLBACK_BY, '?')} ({tags.get(ROLLBACK_REASON, '?')}): "
+        f"it gets no alias; `digitops rollback --to {version}` makes it champion deliberately"
     )
 
 
@@ -359,7 +442,7 @@ def _report(
     candidate: dict[str, Any],
     champion_before,
     champion_metrics: Metrics | None,
-    alias: str,
+    alias: str | None,
     promoted: bool,
     reasons: list[str],
     validation: dict | None = None,
