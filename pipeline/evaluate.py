@@ -1,8 +1,10 @@
 """Stage evaluate: the candidate on <prepared>/test.npz -> <metrics>/eval.json (per source and overall,
-each with per-digit figures and top confusions; real_world; robustness), <plots>/eval/{confusion.csv,
-confusion.png, misclassified.png}. Logs into the MLflow run that train started: the numbers as metrics
-(test.<source>.accuracy, test.<source>.digits.<d>.accuracy, real_world.accuracy, robustness.<name>), the
-plots, and eval.json itself as the artifact metrics/eval.json (which holds the confusions)."""
+each with per-digit figures and top confusions; real_world; robustness; calibration: the ECE before and
+after the temperature in <metrics>/train.json), <plots>/eval/{confusion.csv, confusion.png,
+misclassified.png, reliability.csv, reliability.png}. Logs into the MLflow run that train started: the
+numbers as metrics (test.<source>.accuracy, test.<source>.digits.<d>.accuracy, real_world.accuracy,
+robustness.<name>, calibration.<source>.ece_before), the plots, and eval.json itself as the artifact
+metrics/eval.json (which holds the confusions)."""
 
 from __future__ import annotations
 
@@ -16,9 +18,11 @@ import keras
 import mlflow
 import pandas as pd
 
+from digitops.calibration import calibration_report, plot_reliability, reliability_table, uncalibrated
 from digitops.config import load_params
 from digitops.errors import run_stage
 from digitops.evaluate import (
+    CALIBRATION,
     OVERALL,
     REAL_WORLD,
     ROBUSTNESS,
@@ -40,6 +44,9 @@ def main() -> None:
     run = json.loads((paths.models / "run.json").read_text())
     model = keras.models.load_model(paths.models / "candidate.keras", compile=False)
     test = load_npz(paths.prepared / "test.npz")
+    # The model already applies its temperature (train.calibrate); train.json says which, to undo it.
+    calibrated = json.loads((paths.metrics / "train.json").read_text()).get("calibration")
+    temperature = None if calibrated is None else calibrated["temperature"]
     images, labels, sources = test["images"], test["labels"], test["sources"]
 
     def predict(batch):
@@ -57,6 +64,9 @@ def main() -> None:
         settings.lab_sources,
         settings.top_confusions,
     )
+    bins = settings.calibration_bins
+    report[CALIBRATION] = calibration_report(probabilities, labels, sources, temperature, bins)
+    before = uncalibrated(probabilities, temperature)
 
     plots_dir = paths.plots / "eval"
     with atomic_dir(plots_dir) as out_dir:
@@ -70,11 +80,17 @@ def main() -> None:
         plot_misclassified(images, labels, predicted, sources, settings.misclassified_grid).savefig(
             out_dir / "misclassified.png", dpi=120
         )
+        table = reliability_table(before, probabilities, labels, bins)
+        table.to_csv(out_dir / "reliability.csv", index=False)
+        plot_reliability(before, probabilities, labels, bins, temperature).savefig(
+            out_dir / "reliability.png", dpi=120
+        )
     mlflow.set_tracking_uri(run["tracking_uri"])
     with mlflow.start_run(run_id=run["run_id"]):
         figures = {key: value for key, value in report.items() if key not in SUMMARIES}
         metrics = metric_values(figures, "test.")
         metrics.update(metric_values(report[ROBUSTNESS], f"{ROBUSTNESS}."))
+        metrics.update(metric_values(report[CALIBRATION], f"{CALIBRATION}."))
         if report[REAL_WORLD] is not None:
             metrics.update(metric_values(report[REAL_WORLD], f"{REAL_WORLD}."))
             mlflow.set_tag(f"{REAL_WORLD}.worst_source", report[REAL_WORLD]["worst_source"])

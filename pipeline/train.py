@@ -1,8 +1,10 @@
 """Stage train: <augmented>/train.npz and <prepared>/val.npz -> <models>/candidate.keras, its ONNX export
-<models>/candidate.onnx (what serves), run.json, <metrics>/train.json, <plots>/train/history.csv. Starts the
-pipeline run's MLflow run: params, the digits each source gives an epoch (train.source_mix), data
-fingerprints, per-epoch metrics and the model (ONNX with its signature and an input example, the Keras file
-beside it)."""
+<models>/candidate.onnx (what serves), run.json, <metrics>/train.json, <plots>/train/history.csv. With
+train.calibrate, a temperature fitted on the validation split is applied inside the model before it is saved
+(digitops.calibration), and train.json's "calibration" holds it with the validation ECE and NLL before and
+after. Starts the pipeline run's MLflow run: params (calibration.temperature too), the digits each source
+gives an epoch (train.source_mix), data fingerprints, per-epoch metrics, the calibration figures and the
+model (ONNX with its signature and an input example, the Keras file beside it)."""
 
 from __future__ import annotations
 
@@ -18,12 +20,13 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 
+from digitops.calibration import calibrate_model
 from digitops.config import load_params
 from digitops.errors import run_stage
 from digitops.export import export_onnx
 from digitops.io import atomic_path, atomic_write, load_npz, write_json
 from digitops.tracking import EpochMetrics, configure, flatten, log_candidate_model, run_tags
-from digitops.train import mix_counts, train_model
+from digitops.train import mix_counts, predict_probabilities, train_model
 
 
 def main() -> None:
@@ -62,6 +65,16 @@ def main() -> None:
             "train_images_per_second": round(sum(per_epoch.values()) * epochs / seconds, 1),
         }
         mlflow.log_metrics({f"train.{name}": value for name, value in summary.items()})
+        calibration = None
+        if params.train.calibrate:  # on the best epoch's weights, which train_model restored
+            val_probabilities = predict_probabilities(model, val["images"], params.train.batch_size)
+            calibration = calibrate_model(
+                model, val_probabilities, val["labels"], params.evaluate.calibration_bins
+            )
+            mlflow.log_param("calibration.temperature", calibration["temperature"])
+            mlflow.log_metrics(
+                {f"calibration.{name}": value for name, value in calibration.items() if name != "temperature"}
+            )
         keras_file, onnx_file = Path(scratch) / "model.keras", Path(scratch) / "model.onnx"
         model.save(keras_file)
         export_onnx(model, onnx_file)
@@ -71,7 +84,9 @@ def main() -> None:
             with atomic_path(paths.models / name) as tmp_path:
                 shutil.copyfile(built, tmp_path)
     write_json(paths.models / "run.json", {"run_id": run.info.run_id, "tracking_uri": tracking_uri})
-    write_json(paths.metrics / "train.json", {**summary, "digits_per_epoch": per_epoch})
+    write_json(
+        paths.metrics / "train.json", {**summary, "digits_per_epoch": per_epoch, "calibration": calibration}
+    )
     history_table = pd.DataFrame(history.history).rename_axis("epoch").reset_index()
     history_table["epoch"] += 1
     with atomic_write(paths.plots / "train" / "history.csv", "w") as handle:

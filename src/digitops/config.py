@@ -241,6 +241,7 @@ class TrainParams(_Section):
     lr_schedule: Literal["cosine", "plateau"]  # cosine decay, or ReduceLROnPlateau on val accuracy
     early_stopping_patience: PositiveInt  # epochs without a better val accuracy before stopping
     label_smoothing: Fraction
+    calibrate: bool  # fit a temperature on the validation split and apply it in the model (calibration.py)
     # tf.distribute: default (one device), mirrored (every GPU of this machine), multi_worker_mirrored
     # (several machines, described by TF_CONFIG). batch_size is the global batch, split across replicas.
     distribute: Literal["default", "mirrored", "multi_worker_mirrored"]

@@ -20,7 +20,8 @@ Predict = Callable[[np.ndarray], np.ndarray]  # (N, 28, 28) uint8 -> (N, 10) pro
 OVERALL = "overall"  # the key of the figures over every source together
 REAL_WORLD = "real_world"  # the key of the summary over the sources that are not lab sources
 ROBUSTNESS = "robustness"
-SUMMARIES = (REAL_WORLD, ROBUSTNESS)  # keys of metrics/eval.json that are not per-source figures
+CALIBRATION = "calibration"  # ECE before and after temperature scaling (digitops.calibration)
+SUMMARIES = (REAL_WORLD, ROBUSTNESS, CALIBRATION)  # keys of metrics/eval.json that are not per-source figures
 
 
 def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int) -> float:

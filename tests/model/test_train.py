@@ -32,6 +32,7 @@ PARAMS = TrainParams(
     lr_schedule="cosine",
     early_stopping_patience=3,
     label_smoothing=0.05,
+    calibrate=True,
     distribute="default",
     source_mix={},
 )

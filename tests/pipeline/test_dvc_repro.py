@@ -93,7 +93,7 @@ def test_train_and_evaluate_fill_one_mlflow_run(repo):
     evaluation = json.loads((repo / "metrics/eval.json").read_text())
     params = yaml.safe_load((repo / "params.yaml").read_text())
     mix, lab = params["ingest"]["sources"], params["evaluate"]["lab_sources"]
-    assert set(evaluation) == {*mix, "overall", "real_world", "robustness"}
+    assert set(evaluation) == {*mix, "overall", "real_world", "robustness", "calibration"}
     for source in mix:  # every source's test split is capped, and each digit is counted once
         assert evaluation[source]["count"] == CAP
         assert sum(entry["count"] for entry in evaluation[source]["digits"].values()) == CAP
@@ -113,11 +113,57 @@ def test_train_and_evaluate_fill_one_mlflow_run(repo):
     assert "robustness.rotate_30" in run.data.metrics and "robustness.inverted" in run.data.metrics
     assert len(run.data.tags["data.train.npz.sha256"]) == 64
     artifacts = {item.path for item in client.list_artifacts(run_id, "eval")}
-    assert artifacts == {"eval/confusion.csv", "eval/confusion.png", "eval/misclassified.png"}
+    assert artifacts == {
+        "eval/confusion.csv",
+        "eval/confusion.png",
+        "eval/misclassified.png",
+        "eval/reliability.csv",
+        "eval/reliability.png",
+    }
     assert [item.path for item in client.list_artifacts(run_id, "metrics")] == ["metrics/eval.json"]
     assert (repo / "mlartifacts").is_dir()
     models = client.search_logged_models(experiment_ids=[run.info.experiment_id])
     assert [model.source_run_id for model in models] == [run_id]
+
+
+def test_train_calibrates_the_model_and_evaluate_reports_the_error_before_and_after(repo):
+    training = json.loads((repo / "metrics/train.json").read_text())
+    assert set(training) == {
+        "best_val_accuracy",
+        "epochs",
+        "parameters",
+        "train_seconds",
+        "train_images_per_second",
+        "digits_per_epoch",
+        "calibration",
+    }
+    calibration = training["calibration"]
+    assert set(calibration) == {
+        "temperature",
+        "val_ece_before",
+        "val_ece_after",
+        "val_nll_before",
+        "val_nll_after",
+    }
+    assert 0.05 <= calibration["temperature"] <= 20
+    assert calibration["val_nll_after"] <= calibration["val_nll_before"]  # what the fit minimises
+    run = _mlflow(repo).get_run(json.loads((repo / "models/run.json").read_text())["run_id"])
+    assert float(run.data.params["calibration.temperature"]) == pytest.approx(calibration["temperature"])
+    assert run.data.metrics["calibration.val_ece_after"] == pytest.approx(calibration["val_ece_after"])
+
+    evaluation = json.loads((repo / "metrics/eval.json").read_text())
+    report = evaluation["calibration"]
+    assert report["temperature"] == calibration["temperature"]  # the one the model applies
+    sources = yaml.safe_load((repo / "params.yaml").read_text())["ingest"]["sources"]
+    assert set(report) == {"temperature", *sources, "overall"}
+    for name in [*sources, "overall"]:  # "after" is the served model's own error
+        assert report[name]["ece_after"] == pytest.approx(evaluation[name]["ece"])
+        assert 0 <= report[name]["ece_before"] <= 1
+    logged = run.data.metrics["calibration.overall.ece_before"]
+    assert logged == pytest.approx(report["overall"]["ece_before"])
+    table = pd.read_csv(repo / "plots/eval/reliability.csv")
+    assert list(table)[:4] == ["confidence", "ideal", "accuracy_before", "accuracy_after"] and len(table)
+    assert (repo / "plots/eval/reliability.png").stat().st_size > 0
 
 
 def test_promote_makes_the_first_model_champion_after_infra_validation(repo):

@@ -30,6 +30,8 @@ from digitops.digits import NUM_CLASSES
 from digitops.preprocess import MNIST_SIZE as IMAGE_SIZE  # models take what the normaliser makes
 
 ModelFactory = Callable[..., keras.Model]
+# The name of every model's softmax layer: digitops.calibration scales its weights by the temperature.
+OUTPUT_LAYER = "probabilities"
 _MODELS: dict[str, ModelFactory] = {}  # canonical name -> factory
 _ALIASES: dict[str, str] = {}  # alias -> canonical name
 
@@ -101,4 +103,4 @@ def digit_input() -> tuple[keras.KerasTensor, keras.KerasTensor]:
 
 def classifier_head(x: keras.KerasTensor) -> keras.KerasTensor:
     """The shared output: (B, features) -> (B, NUM_CLASSES) probabilities (softmax kept in float32)."""
-    return keras.layers.Dense(NUM_CLASSES, activation="softmax", dtype="float32", name="probabilities")(x)
+    return keras.layers.Dense(NUM_CLASSES, activation="softmax", dtype="float32", name=OUTPUT_LAYER)(x)
