@@ -48,8 +48,9 @@ def main() -> None:
     )
     write_json(paths.reports / "promotion.json", report)
     print("\n".join(report["reasons"]))
+    alias = f"alias {report['alias']}" if report["alias"] else "no alias"
     print(
-        f"{report['registered_model']} version {report['candidate']['version']}: alias {report['alias']}; "
+        f"{report['registered_model']} version {report['candidate']['version']}: {alias}; "
         f"champion is version {report['champion']}"
     )
 
