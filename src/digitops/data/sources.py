@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from digitops.data import bhmsds
-from digitops.data.drawings import read_drawings
+from digitops.data.drawings import read_named_drawings
 from digitops.data.idx import read_idx_digits
 from digitops.data.optdigits import read_optdigits
 from digitops.data.usps import read_usps
@@ -82,7 +82,8 @@ class LocalSource:
 
     name: str
     description: str
-    read: Callable[[Path], tuple[list[Image.Image], np.ndarray]]  # folder -> images as stored, labels (N,)
+    # folder -> images as stored, labels (N,), and a name per image (N,) that reports can cite
+    read: Callable[[Path], tuple[list[Image.Image], np.ndarray, list[str]]]
     opt_in: bool = False  # nothing to download; listed in ingest.sources to be used
 
 
@@ -308,7 +309,7 @@ DRAWINGS = LocalSource(
     name="drawings",
     description="Drawings contributed through the service (POST /feedback) with their true labels: "
     "canvas or uploaded images of any size, normalised to MNIST style",
-    read=read_drawings,
+    read=read_named_drawings,
 )
 
 SOURCES: dict[str, Source | LocalSource] = {
