@@ -1,8 +1,10 @@
 """Stage evaluate: the candidate on <prepared>/test.npz -> <metrics>/eval.json (per source and overall,
-each with per-digit figures and top confusions; real_world; robustness), <plots>/eval/{confusion.csv,
-confusion.png, misclassified.png}. Logs into the MLflow run that train started: the numbers as metrics
-(test.<source>.accuracy, test.<source>.digits.<d>.accuracy, real_world.accuracy, robustness.<name>), the
-plots, and eval.json itself as the artifact metrics/eval.json (which holds the confusions)."""
+each with per-digit figures and top confusions; real_world; contributed sources apart; robustness),
+<plots>/eval/{confusion.csv, confusion.png, misclassified.png}. Logs into the MLflow run that train started:
+the numbers as metrics (test.<source>.accuracy, test.<source>.digits.<d>.accuracy, real_world.accuracy,
+contributed.<source>.accuracy, robustness.<name>), the plots, and eval.json itself as the artifact
+metrics/eval.json (which holds the confusions). Contributed digits (drawings) count in neither overall, the
+confusion matrix nor robustness: what the gate compares is out of a contributor's reach."""
 
 from __future__ import annotations
 
@@ -14,11 +16,14 @@ import json
 
 import keras
 import mlflow
+import numpy as np
 import pandas as pd
 
 from digitops.config import load_params
+from digitops.data.sources import contributed_sources
 from digitops.errors import run_stage
 from digitops.evaluate import (
+    CONTRIBUTED,
     OVERALL,
     REAL_WORLD,
     ROBUSTNESS,
@@ -45,9 +50,11 @@ def main() -> None:
     def predict(batch):
         return predict_probabilities(model, batch, settings.batch_size)
 
+    contributed = contributed_sources(sources.tolist())
+    gated = ~np.isin(sources, contributed)  # (N,) bool: the digits the gate compares
     probabilities = predict(images)
     predicted = probabilities.argmax(axis=1)
-    robust = robustness(predict, images, labels, settings.robustness, params.base.seed)
+    robust = robustness(predict, images[gated], labels[gated], settings.robustness, params.base.seed)
     report = evaluation_report(
         probabilities,
         labels,
@@ -56,17 +63,17 @@ def main() -> None:
         settings.calibration_bins,
         settings.lab_sources,
         settings.top_confusions,
+        contributed,
     )
 
     plots_dir = paths.plots / "eval"
     with atomic_dir(plots_dir) as out_dir:
-        pd.DataFrame({"actual": labels, "predicted": predicted}).to_csv(
+        pd.DataFrame({"actual": labels[gated], "predicted": predicted[gated]}).to_csv(
             out_dir / "confusion.csv", index=False
         )
         overall = report[OVERALL]["accuracy"]
-        plot_confusion(confusion_counts(labels, predicted), f"test accuracy {overall:.4f}").savefig(
-            out_dir / "confusion.png", dpi=120
-        )
+        counts = confusion_counts(labels[gated], predicted[gated])
+        plot_confusion(counts, f"test accuracy {overall:.4f}").savefig(out_dir / "confusion.png", dpi=120)
         plot_misclassified(images, labels, predicted, sources, settings.misclassified_grid).savefig(
             out_dir / "misclassified.png", dpi=120
         )
@@ -75,6 +82,7 @@ def main() -> None:
         figures = {key: value for key, value in report.items() if key not in SUMMARIES}
         metrics = metric_values(figures, "test.")
         metrics.update(metric_values(report[ROBUSTNESS], f"{ROBUSTNESS}."))
+        metrics.update(metric_values(report[CONTRIBUTED] or {}, f"{CONTRIBUTED}."))
         if report[REAL_WORLD] is not None:
             metrics.update(metric_values(report[REAL_WORLD], f"{REAL_WORLD}."))
             mlflow.set_tag(f"{REAL_WORLD}.worst_source", report[REAL_WORLD]["worst_source"])
@@ -86,6 +94,8 @@ def main() -> None:
     summary = {name: figures["accuracy"] for name, figures in report.items() if name not in SUMMARIES}
     if report[REAL_WORLD] is not None:
         summary[REAL_WORLD] = report[REAL_WORLD]["accuracy"]
+    for name, figures in (report[CONTRIBUTED] or {}).items():
+        summary[f"{CONTRIBUTED}.{name}"] = figures["accuracy"]
     print(json.dumps(summary, indent=2))
 
 

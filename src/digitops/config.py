@@ -85,7 +85,13 @@ class IngestParams(_Section):
     @field_validator("sources")
     @classmethod
     def _known_and_unique(cls, sources: tuple[str, ...]) -> tuple[str, ...]:
-        return _known_sources(sources)
+        _known_sources(sources)
+        if all(SOURCES[name].contributed for name in sources):
+            raise ValueError(
+                f"{list(sources)} are all contributed sources, which the promotion gate does not compare: "
+                "list a published one too"
+            )
+        return sources
 
 
 class ValidateParams(_Section):
@@ -308,6 +314,12 @@ class PromoteParams(_Section):
             raise ValueError(
                 f"floor for unknown source(s) {unknown}; floors may name 'overall' or a source of the "
                 f"registry: {sorted(SOURCES)}"
+            )
+        contributed = [name for name in floors if name in SOURCES and SOURCES[name].contributed]
+        if contributed:
+            raise ValueError(
+                f"floor for contributed source(s) {contributed}: the gate does not compare them "
+                "(metrics/eval.json reports them apart)"
             )
         return floors
 

@@ -49,11 +49,25 @@ def test_unknown_source_lists_the_known_ones(tmp_path, params_dict):
         _load(tmp_path, params_dict)
 
 
-def test_a_floor_may_name_overall_or_any_registry_source_and_nothing_else(tmp_path, params_dict):
-    params_dict["promote"]["floors"] = {"overall": 0.9, "drawings": 0.9, "emnist-digits": 0.9}
-    assert _load(tmp_path, params_dict).promote.floors["drawings"] == 0.9
+def test_a_floor_may_name_overall_or_any_published_registry_source_and_nothing_else(tmp_path, params_dict):
+    params_dict["promote"]["floors"] = {"overall": 0.9, "usps": 0.9, "emnist-digits": 0.9}
+    assert _load(tmp_path, params_dict).promote.floors["emnist-digits"] == 0.9
     params_dict["promote"]["floors"] = {"overall": 0.9, "mnsit": 0.9}
     with pytest.raises(ConfigError, match=r"promote\.floors: .*floor for unknown source\(s\) \['mnsit'\]"):
+        _load(tmp_path, params_dict)
+    # The gate never compares contributed digits: a floor on them would be a promise it does not keep.
+    params_dict["promote"]["floors"] = {"overall": 0.9, "drawings": 0.9}
+    with pytest.raises(
+        ConfigError, match=r"promote\.floors: .*floor for contributed source\(s\) \['drawings'\]"
+    ):
+        _load(tmp_path, params_dict)
+
+
+def test_contributed_sources_alone_are_not_a_mix(tmp_path, params_dict):
+    params_dict["ingest"]["sources"] = ["drawings"]
+    with pytest.raises(
+        ConfigError, match=r"ingest\.sources: .*all contributed sources.*list a published one"
+    ):
         _load(tmp_path, params_dict)
 
 
