@@ -360,6 +360,20 @@ class Params(_Section):
     promote: PromoteParams
     serve: ServeParams
 
+    @model_validator(mode="after")
+    def _contributions_capped(self) -> Params:
+        # No cap by default behind the user's back: a contributed source in the mix must have its cap in
+        # params.yaml, where the user sees it (whoever contributes must not decide how much it trains on).
+        for name in self.ingest.sources:
+            entry = self.train.source_mix.get(name)
+            if SOURCES[name].contributed and (entry is None or entry.max_per_epoch is None):
+                raise ValueError(
+                    f"train.source_mix.{name}.max_per_epoch is required while ingest.sources lists "
+                    f"{name}: it caps how many contributed digits an epoch draws, e.g. "
+                    f"{name}: {{max_per_epoch: 2000}}"
+                )
+        return self
+
 
 def load_params(path: str | os.PathLike = "params.yaml") -> Params:
     """Read and check params.yaml.

@@ -63,6 +63,17 @@ def test_a_floor_may_name_overall_or_any_published_registry_source_and_nothing_e
         _load(tmp_path, params_dict)
 
 
+def test_a_contributed_source_in_the_mix_needs_its_cap_per_epoch(tmp_path, params_dict):
+    params_dict["ingest"]["sources"] = ["mnist", "drawings"]
+    assert _load(tmp_path, params_dict).train.source_mix["drawings"].max_per_epoch == 2000  # params.yaml's
+    for mix in ({}, {"drawings": {"share": 0.5}}):
+        params_dict["train"]["source_mix"] = mix
+        with pytest.raises(ConfigError, match=r"train\.source_mix\.drawings\.max_per_epoch is required"):
+            _load(tmp_path, params_dict)
+    params_dict["ingest"]["sources"] = ["mnist"]  # not ingested: nothing to cap
+    assert _load(tmp_path, params_dict).train.source_mix["drawings"].max_per_epoch is None
+
+
 def test_contributed_sources_alone_are_not_a_mix(tmp_path, params_dict):
     params_dict["ingest"]["sources"] = ["drawings"]
     with pytest.raises(
@@ -130,7 +141,8 @@ def test_a_source_mix_is_typed(tmp_path, params_dict):
     assert (mix["usps"].share, mix["usps"].max_per_epoch) == (2.5, None)
     assert (mix["drawings"].share, mix["drawings"].max_per_epoch) == (None, 2000)
     repository = load_params(REPO_ROOT / "params.yaml")
-    assert set(repository.train.source_mix) <= set(repository.ingest.sources)  # it samples what it ingests
+    # It samples what it ingests, and caps contributed drawings for when they are listed (opt-in).
+    assert set(repository.train.source_mix) <= {*repository.ingest.sources, "drawings"}
 
 
 @pytest.mark.parametrize(
