@@ -1,10 +1,12 @@
 """Stage evaluate: the candidate on <prepared>/test.npz -> <metrics>/eval.json (per source and overall,
-each with per-digit figures and top confusions; real_world; robustness; calibration: the ECE before and
-after the temperature in <metrics>/train.json), <plots>/eval/{confusion.csv, confusion.png,
-misclassified.png, reliability.csv, reliability.png}. Logs into the MLflow run that train started: the
-numbers as metrics (test.<source>.accuracy, test.<source>.digits.<d>.accuracy, real_world.accuracy,
-robustness.<name>, calibration.<source>.ece_before), the plots, and eval.json itself as the artifact
-metrics/eval.json (which holds the confusions)."""
+each with per-digit figures and top confusions; real_world; contributed sources apart; robustness;
+calibration: the ECE before and after the temperature in <metrics>/train.json), <plots>/eval/{confusion.csv,
+confusion.png, misclassified.png, reliability.csv, reliability.png}. Logs into the MLflow run that train
+started: the numbers as metrics (test.<source>.accuracy, test.<source>.digits.<d>.accuracy,
+real_world.accuracy, contributed.<source>.accuracy, robustness.<name>, calibration.<source>.ece_before), the
+plots, and eval.json itself as the artifact metrics/eval.json (which holds the confusions). Contributed
+digits (drawings) count in neither overall, the confusion matrix, robustness nor calibration: what the gate
+compares is out of a contributor's reach."""
 
 from __future__ import annotations
 
@@ -16,13 +18,16 @@ import json
 
 import keras
 import mlflow
+import numpy as np
 import pandas as pd
 
 from digitops.calibration import calibration_report, plot_reliability, reliability_table, uncalibrated
 from digitops.config import load_params
+from digitops.data.sources import contributed_sources
 from digitops.errors import run_stage
 from digitops.evaluate import (
     CALIBRATION,
+    CONTRIBUTED,
     OVERALL,
     REAL_WORLD,
     ROBUSTNESS,
@@ -52,9 +57,11 @@ def main() -> None:
     def predict(batch):
         return predict_probabilities(model, batch, settings.batch_size)
 
+    contributed = contributed_sources(sources.tolist())
+    gated = ~np.isin(sources, contributed)  # (N,) bool: the digits the gate compares
     probabilities = predict(images)
     predicted = probabilities.argmax(axis=1)
-    robust = robustness(predict, images, labels, settings.robustness, params.base.seed)
+    robust = robustness(predict, images[gated], labels[gated], settings.robustness, params.base.seed)
     report = evaluation_report(
         probabilities,
         labels,
@@ -63,26 +70,28 @@ def main() -> None:
         settings.calibration_bins,
         settings.lab_sources,
         settings.top_confusions,
+        contributed,
     )
     bins = settings.calibration_bins
-    report[CALIBRATION] = calibration_report(probabilities, labels, sources, temperature, bins)
-    before = uncalibrated(probabilities, temperature)
+    report[CALIBRATION] = calibration_report(
+        probabilities[gated], labels[gated], sources[gated], temperature, bins
+    )
+    before = uncalibrated(probabilities[gated], temperature)
 
     plots_dir = paths.plots / "eval"
     with atomic_dir(plots_dir) as out_dir:
-        pd.DataFrame({"actual": labels, "predicted": predicted}).to_csv(
+        pd.DataFrame({"actual": labels[gated], "predicted": predicted[gated]}).to_csv(
             out_dir / "confusion.csv", index=False
         )
         overall = report[OVERALL]["accuracy"]
-        plot_confusion(confusion_counts(labels, predicted), f"test accuracy {overall:.4f}").savefig(
-            out_dir / "confusion.png", dpi=120
-        )
+        counts = confusion_counts(labels[gated], predicted[gated])
+        plot_confusion(counts, f"test accuracy {overall:.4f}").savefig(out_dir / "confusion.png", dpi=120)
         plot_misclassified(images, labels, predicted, sources, settings.misclassified_grid).savefig(
             out_dir / "misclassified.png", dpi=120
         )
-        table = reliability_table(before, probabilities, labels, bins)
+        table = reliability_table(before, probabilities[gated], labels[gated], bins)
         table.to_csv(out_dir / "reliability.csv", index=False)
-        plot_reliability(before, probabilities, labels, bins, temperature).savefig(
+        plot_reliability(before, probabilities[gated], labels[gated], bins, temperature).savefig(
             out_dir / "reliability.png", dpi=120
         )
     mlflow.set_tracking_uri(run["tracking_uri"])
@@ -91,6 +100,7 @@ def main() -> None:
         metrics = metric_values(figures, "test.")
         metrics.update(metric_values(report[ROBUSTNESS], f"{ROBUSTNESS}."))
         metrics.update(metric_values(report[CALIBRATION], f"{CALIBRATION}."))
+        metrics.update(metric_values(report[CONTRIBUTED] or {}, f"{CONTRIBUTED}."))
         if report[REAL_WORLD] is not None:
             metrics.update(metric_values(report[REAL_WORLD], f"{REAL_WORLD}."))
             mlflow.set_tag(f"{REAL_WORLD}.worst_source", report[REAL_WORLD]["worst_source"])
@@ -102,6 +112,8 @@ def main() -> None:
     summary = {name: figures["accuracy"] for name, figures in report.items() if name not in SUMMARIES}
     if report[REAL_WORLD] is not None:
         summary[REAL_WORLD] = report[REAL_WORLD]["accuracy"]
+    for name, figures in (report[CONTRIBUTED] or {}).items():
+        summary[f"{CONTRIBUTED}.{name}"] = figures["accuracy"]
     print(json.dumps(summary, indent=2))
 
 

@@ -16,6 +16,7 @@ import mlflow
 import numpy as np
 
 from digitops.config import load_params
+from digitops.data.sources import contributed_sources
 from digitops.errors import run_stage
 from digitops.io import load_npz, write_json
 from digitops.promote import ParityReference, gate_metrics, promote_candidate
@@ -40,7 +41,7 @@ def main() -> None:
     mlflow.set_tracking_uri(run["tracking_uri"])
     report = promote_candidate(
         run["run_id"],
-        gate_metrics(evaluation, test["sources"]),
+        gate_metrics(evaluation, test["sources"], contributed_sources(test["sources"].tolist())),
         reference,
         test,
         params.promote,

@@ -85,7 +85,13 @@ class IngestParams(_Section):
     @field_validator("sources")
     @classmethod
     def _known_and_unique(cls, sources: tuple[str, ...]) -> tuple[str, ...]:
-        return _known_sources(sources)
+        _known_sources(sources)
+        if all(SOURCES[name].contributed for name in sources):
+            raise ValueError(
+                f"{list(sources)} are all contributed sources, which the promotion gate does not compare: "
+                "list a published one too"
+            )
+        return sources
 
 
 class ValidateParams(_Section):
@@ -310,6 +316,12 @@ class PromoteParams(_Section):
                 f"floor for unknown source(s) {unknown}; floors may name 'overall' or a source of the "
                 f"registry: {sorted(SOURCES)}"
             )
+        contributed = [name for name in floors if name in SOURCES and SOURCES[name].contributed]
+        if contributed:
+            raise ValueError(
+                f"floor for contributed source(s) {contributed}: the gate does not compare them "
+                "(metrics/eval.json reports them apart)"
+            )
         return floors
 
 
@@ -358,6 +370,20 @@ class Params(_Section):
     tracking: TrackingParams
     promote: PromoteParams
     serve: ServeParams
+
+    @model_validator(mode="after")
+    def _contributions_capped(self) -> Params:
+        # No cap by default behind the user's back: a contributed source in the mix must have its cap in
+        # params.yaml, where the user sees it (whoever contributes must not decide how much it trains on).
+        for name in self.ingest.sources:
+            entry = self.train.source_mix.get(name)
+            if SOURCES[name].contributed and (entry is None or entry.max_per_epoch is None):
+                raise ValueError(
+                    f"train.source_mix.{name}.max_per_epoch is required while ingest.sources lists "
+                    f"{name}: it caps how many contributed digits an epoch draws, e.g. "
+                    f"{name}: {{max_per_epoch: 2000}}"
+                )
+        return self
 
 
 def load_params(path: str | os.PathLike = "params.yaml") -> Params:

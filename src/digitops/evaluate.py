@@ -1,6 +1,7 @@
 """Evaluation on arrays: accuracy, macro-F1 and calibration per source and overall, accuracy per digit,
-the most frequent confusions, a summary over the real-world sources, the confusion matrix, and robustness
-to rotations, shifts, noise and inverted colours. Plots are drawn by `plot_*`."""
+the most frequent confusions, a summary over the real-world sources, the figures of contributed sources
+apart from all the rest, the confusion matrix, and robustness to rotations, shifts, noise and inverted
+colours. Plots are drawn by `plot_*`."""
 
 from __future__ import annotations
 
@@ -19,9 +20,11 @@ Predict = Callable[[np.ndarray], np.ndarray]  # (N, 28, 28) uint8 -> (N, 10) pro
 
 OVERALL = "overall"  # the key of the figures over every source together
 REAL_WORLD = "real_world"  # the key of the summary over the sources that are not lab sources
+CONTRIBUTED = "contributed"  # the key of the figures of contributed sources, kept apart from the rest
 ROBUSTNESS = "robustness"
 CALIBRATION = "calibration"  # ECE before and after temperature scaling (digitops.calibration)
-SUMMARIES = (REAL_WORLD, ROBUSTNESS, CALIBRATION)  # keys of metrics/eval.json that are not per-source figures
+# The keys of metrics/eval.json that are not per-source figures
+SUMMARIES = (REAL_WORLD, CONTRIBUTED, ROBUSTNESS, CALIBRATION)
 
 
 def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int) -> float:
@@ -234,21 +237,40 @@ def evaluation_report(
     bins: int,
     lab_sources: Sequence[str],
     confusions: int,
+    contributed: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """metrics/eval.json: {<source>: {...}, "overall": {...}, "real_world": {...} or null, "robustness": ...}.
+    """metrics/eval.json: {<source>: {...}, "overall": {...}, "real_world": {...} or null,
+    "contributed": {<source>: {...}} or null, "robustness": ...}.
 
     Each source and "overall" holds accuracy, macro_f1, ece, count, `digits` (per digit: accuracy, count)
     and `confusions` (the `confusions` most frequent mistakes). "real_world" is real_world_summary: null
-    when the test split has only lab sources.
+    when the test split has only lab sources. The digits of a `contributed` source count in none of
+    these: they are chosen by whoever contributes, so they get the same figures in "contributed" only
+    (null when the test split has none), and "overall" is over the other sources.
 
     Args:
         probabilities: (N, 10); labels: (N,) int; sources: (N,) str.
+        contributed: names of the contributed sources (`digitops.data.sources.contributed_sources`).
     """
+    held = np.isin(sources, list(contributed))  # (N,) bool
+    report = _figures_with_confusions(probabilities[~held], labels[~held], sources[~held], bins, confusions)
+    predicted = probabilities.argmax(axis=1)
+    report[REAL_WORLD] = real_world_summary(labels[~held], predicted[~held], sources[~held], lab_sources)
+    report[CONTRIBUTED] = None
+    if held.any():
+        apart = _figures_with_confusions(probabilities[held], labels[held], sources[held], bins, confusions)
+        report[CONTRIBUTED] = {name: figures for name, figures in apart.items() if name != OVERALL}
+    report[ROBUSTNESS] = dict(robustness_accuracy)
+    return report
+
+
+def _figures_with_confusions(
+    probabilities: np.ndarray, labels: np.ndarray, sources: np.ndarray, bins: int, confusions: int
+) -> dict[str, dict[str, Any]]:
+    """metrics_by_source, each source's and OVERALL's figures with their `confusions` top confusions."""
     report = metrics_by_source(probabilities, labels, sources, bins)
     predicted = probabilities.argmax(axis=1)
     for name, figures in report.items():
         members = np.ones(len(labels), bool) if name == OVERALL else sources == name
         figures["confusions"] = top_confusions(labels[members], predicted[members], confusions)
-    report[REAL_WORLD] = real_world_summary(labels, predicted, sources, lab_sources)
-    report[ROBUSTNESS] = dict(robustness_accuracy)
     return report

@@ -17,7 +17,7 @@ here, whatever the gate says: a rerun of the pipeline must not silently undo a r
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -123,17 +123,31 @@ def should_promote(candidate: Metrics, champion: Metrics | None, policy: Promote
     return Decision(promote=all(passed), reasons=tuple(reasons))
 
 
-def gate_metrics(evaluation: Mapping[str, Any], sources: np.ndarray) -> dict[str, Any]:
+def gate_metrics(
+    evaluation: Mapping[str, Any], sources: np.ndarray, contributed: Collection[str] = ()
+) -> dict[str, Any]:
     """The gate's view of metrics/eval.json: the figures of each source of the test split, and "overall".
+
+    A contributed source (drawings) is left out: whoever contributes chooses its digits, and a hash anyone
+    can compute picks which are in test, so they could manufacture a gain or a regression. eval.json keeps
+    their figures apart (under "contributed"), and its "overall" leaves them out.
 
     Args:
         evaluation: metrics/eval.json (per source, "overall", and summaries the gate does not read).
         sources: (N,) str, the test split's source of each digit.
+        contributed: names of the contributed sources (`digitops.data.sources.contributed_sources`).
 
     Raises:
-        PromotionError: eval.json has no figures for a source of the test split (it is stale).
+        PromotionError: eval.json has no figures for a source of the test split, or counts a contributed
+            one among them (it is stale).
     """
-    names = [*dict.fromkeys(str(name) for name in sources.tolist()), OVERALL]
+    counted = [name for name in contributed if name in evaluation]
+    if counted:
+        raise PromotionError(
+            f"metrics/eval.json counts the contributed source(s) {counted} among the figures the gate "
+            "compares: run evaluate again"
+        )
+    names = [*dict.fromkeys(str(name) for name in sources.tolist() if name not in contributed), OVERALL]
     missing = [name for name in names if name not in evaluation]
     if missing:
         raise PromotionError(
@@ -239,7 +253,8 @@ def promote_candidate(
 
     Args:
         run_id: the MLflow run whose logged model is the candidate (MLflow must already point at its store).
-        candidate_metrics: the evaluate stage's metrics per source (and "overall").
+        candidate_metrics: the evaluate stage's metrics per source (and "overall"), as `gate_metrics`
+            gives them: the champion is re-evaluated on the test digits of those sources only.
         reference: the candidate's Keras answers on the test split, for infra validation (parity).
         test: the test split (images, labels, sources) on which the champion is re-evaluated.
 
@@ -264,10 +279,16 @@ def promote_candidate(
 
     champion_metrics = None
     if champion is not None:
+        # The champion is measured on the digits the candidate's figures cover, so that both "overall"
+        # figures are over the same digits (a contributed source's are in neither: gate_metrics).
+        gated = np.isin(test["sources"], [source for source in candidate_metrics if source != OVERALL])
         with tempfile.TemporaryDirectory() as scratch:
             probabilities = _served_probabilities(_download(client, name, champion.version, Path(scratch)))
             champion_metrics = metrics_by_source(
-                probabilities(test["images"]), test["labels"], test["sources"], calibration_bins
+                probabilities(test["images"][gated]),
+                test["labels"][gated],
+                test["sources"][gated],
+                calibration_bins,
             )
     decision = should_promote(candidate_metrics, champion_metrics, policy)
 

@@ -14,10 +14,10 @@ import pytest
 from mlflow import MlflowClient
 
 from digitops.config import PromoteParams
-from digitops.evaluate import metrics_by_source
+from digitops.evaluate import evaluation_report, metrics_by_source
 from digitops.export import export_onnx
 from digitops.models import build_model
-from digitops.promote import ParityReference, PromotionError, promote_candidate
+from digitops.promote import ParityReference, PromotionError, gate_metrics, promote_candidate
 from digitops.tracking import configure, log_candidate_model
 from tests.fakes import random_digits
 
@@ -148,6 +148,27 @@ def test_a_better_candidate_takes_the_alias(store, test_split, weak_and_strong, 
     assert sum(reason.startswith("pass: mnist digit(s) 0, 1, 2") for reason in report["reasons"]) == 1
     assert sum(reason.startswith("pass: usps digit(s) 0, 1, 2") for reason in report["reasons"]) == 1
     assert _alias(policy.registered_model, "champion").run_id == run_id
+
+
+def test_the_champion_is_measured_without_contributed_digits_as_the_candidate_is(
+    store, test_split, weak_and_strong, tmp_path
+):
+    """With drawings in the test split, the gate compares the two models on the other digits only."""
+    weak, strong = weak_and_strong
+    policy = _policy()
+    _promote(weak, test_split, policy, tmp_path)
+    split = {**test_split, "sources": np.where(np.arange(200) < 150, test_split["sources"], "drawings")}
+    probabilities = _probabilities(strong, split["images"])
+    evaluation = evaluation_report(
+        probabilities, split["labels"], split["sources"], {}, 15, ("mnist",), 5, ("drawings",)
+    )
+    metrics = gate_metrics(evaluation, split["sources"], ("drawings",))
+    run_id = _log(strong, tmp_path / f"model-{next(_names)}")
+    report = promote_candidate(run_id, metrics, _reference(strong, split), split, policy, 15)
+    champion = report["champion_before"]["metrics_on_this_test_split"]
+    assert report["promoted"] and set(champion) == set(report["candidate"]["metrics"]) == {"mnist", "overall"}
+    assert champion["overall"]["count"] == report["candidate"]["metrics"]["overall"]["count"] == 150
+    assert report["infra_validation"]["digits"] == 200  # parity still covers every test digit
 
 
 def test_a_worse_candidate_becomes_challenger_and_the_champion_stays(

@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import pytest
 
-from digitops.config import SourceMixParams, TrainParams
+from digitops.config import SourceMixParams, TrainParams, load_params
 from digitops.data.fetch import fetch_source_files
 from digitops.data.ingest import ingest_source
 from digitops.data.sources import get_source
@@ -21,6 +21,7 @@ from digitops.train import (
     steps_per_epoch,
     train_model,
 )
+from tests.fakes import REPO_ROOT
 
 PARAMS = TrainParams(
     model="small_cnn",
@@ -121,6 +122,20 @@ def test_shares_and_caps_are_respected_per_source_and_keep_the_digit_balance():
     both = _mix(mnist={"share": 0.5, "max_per_epoch": 300}, usps={"share": 0.2, "max_per_epoch": 100})
     assert mix_counts(SOURCES, both) == {"drawings": 50, "mnist": 300, "usps": 60}
     assert mix_counts(SOURCES, _mix(drawings={"max_per_epoch": 500}))["drawings"] == 50
+
+
+def test_the_repository_params_cap_the_drawings_of_an_epoch():
+    """The pool of contributed drawings, however large it grows, draws at most its cap per epoch."""
+    mix = load_params(REPO_ROOT / "params.yaml").train.source_mix
+    cap = mix["drawings"].max_per_epoch
+    assert cap is not None
+    sources = np.repeat(np.array(["mnist", "drawings"]), [1000, 3 * cap])  # three times the cap
+    labels = np.arange(len(sources)) % 10
+    assert mix_counts(sources, mix) == {"drawings": cap, "mnist": 1000}
+    rows = epoch_indices(sources, labels, mix, seed=7, epoch=0)
+    assert (sources[rows] == "drawings").sum() == cap and (sources[rows] == "mnist").sum() == 1000
+    few = np.repeat(np.array(["mnist", "drawings"]), [1000, 50])  # under the cap: each drawing once
+    assert mix_counts(few, mix)["drawings"] == 50
 
 
 def test_unlisted_sources_are_used_whole_and_once():

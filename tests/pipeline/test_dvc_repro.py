@@ -93,7 +93,8 @@ def test_train_and_evaluate_fill_one_mlflow_run(repo):
     evaluation = json.loads((repo / "metrics/eval.json").read_text())
     params = yaml.safe_load((repo / "params.yaml").read_text())
     mix, lab = params["ingest"]["sources"], params["evaluate"]["lab_sources"]
-    assert set(evaluation) == {*mix, "overall", "real_world", "robustness", "calibration"}
+    assert set(evaluation) == {*mix, "overall", "real_world", "contributed", "robustness", "calibration"}
+    assert evaluation["contributed"] is None  # no drawings in the smoke mix
     for source in mix:  # every source's test split is capped, and each digit is counted once
         assert evaluation[source]["count"] == CAP
         assert sum(entry["count"] for entry in evaluation[source]["digits"].values()) == CAP
@@ -274,6 +275,8 @@ def test_a_contributed_drawing_reruns_ingest_and_joins_the_data_once_drawings_ar
     assert sorted(drawn["label"]) == [4, 7]
     assert set(drawn["official_split"]) <= {"train", "test"}
     assert (manifest["source"] == "mnist").sum() == 2 * CAP
+    report = json.loads((copy / "reports/data_validation.json").read_text())
+    assert report["set_aside"] == {"drawings": []}  # both drawings meet the contract
 
 
 def test_dvc_experiments_become_comparable_mlflow_runs(repo, env):

@@ -49,11 +49,36 @@ def test_unknown_source_lists_the_known_ones(tmp_path, params_dict):
         _load(tmp_path, params_dict)
 
 
-def test_a_floor_may_name_overall_or_any_registry_source_and_nothing_else(tmp_path, params_dict):
-    params_dict["promote"]["floors"] = {"overall": 0.9, "drawings": 0.9, "emnist-digits": 0.9}
-    assert _load(tmp_path, params_dict).promote.floors["drawings"] == 0.9
+def test_a_floor_may_name_overall_or_any_published_registry_source_and_nothing_else(tmp_path, params_dict):
+    params_dict["promote"]["floors"] = {"overall": 0.9, "usps": 0.9, "emnist-digits": 0.9}
+    assert _load(tmp_path, params_dict).promote.floors["emnist-digits"] == 0.9
     params_dict["promote"]["floors"] = {"overall": 0.9, "mnsit": 0.9}
     with pytest.raises(ConfigError, match=r"promote\.floors: .*floor for unknown source\(s\) \['mnsit'\]"):
+        _load(tmp_path, params_dict)
+    # The gate never compares contributed digits: a floor on them would be a promise it does not keep.
+    params_dict["promote"]["floors"] = {"overall": 0.9, "drawings": 0.9}
+    with pytest.raises(
+        ConfigError, match=r"promote\.floors: .*floor for contributed source\(s\) \['drawings'\]"
+    ):
+        _load(tmp_path, params_dict)
+
+
+def test_a_contributed_source_in_the_mix_needs_its_cap_per_epoch(tmp_path, params_dict):
+    params_dict["ingest"]["sources"] = ["mnist", "drawings"]
+    assert _load(tmp_path, params_dict).train.source_mix["drawings"].max_per_epoch == 2000  # params.yaml's
+    for mix in ({}, {"drawings": {"share": 0.5}}):
+        params_dict["train"]["source_mix"] = mix
+        with pytest.raises(ConfigError, match=r"train\.source_mix\.drawings\.max_per_epoch is required"):
+            _load(tmp_path, params_dict)
+    params_dict["ingest"]["sources"] = ["mnist"]  # not ingested: nothing to cap
+    assert _load(tmp_path, params_dict).train.source_mix["drawings"].max_per_epoch is None
+
+
+def test_contributed_sources_alone_are_not_a_mix(tmp_path, params_dict):
+    params_dict["ingest"]["sources"] = ["drawings"]
+    with pytest.raises(
+        ConfigError, match=r"ingest\.sources: .*all contributed sources.*list a published one"
+    ):
         _load(tmp_path, params_dict)
 
 
@@ -116,7 +141,8 @@ def test_a_source_mix_is_typed(tmp_path, params_dict):
     assert (mix["usps"].share, mix["usps"].max_per_epoch) == (2.5, None)
     assert (mix["drawings"].share, mix["drawings"].max_per_epoch) == (None, 2000)
     repository = load_params(REPO_ROOT / "params.yaml")
-    assert set(repository.train.source_mix) <= set(repository.ingest.sources)  # it samples what it ingests
+    # It samples what it ingests, and caps contributed drawings for when they are listed (opt-in).
+    assert set(repository.train.source_mix) <= {*repository.ingest.sources, "drawings"}
 
 
 @pytest.mark.parametrize(

@@ -116,7 +116,8 @@ def test_evaluation_report_layout():
     predicted[21] = 7  # a drawings 1 read as 7
     predicted[3] = 8  # an mnist 3 read as 8
     report = evaluation_report(_one_hot(predicted), labels, sources, {"clean": 1.0}, 10, ("mnist", "usps"), 5)
-    assert list(report) == ["mnist", "usps", "drawings", "overall", "real_world", "robustness"]
+    assert list(report) == ["mnist", "usps", "drawings", "overall", "real_world", "contributed", "robustness"]
+    assert report["contributed"] is None  # no source named contributed: drawings count like any other
     assert report["drawings"]["confusions"] == [{"true": 1, "predicted": 7, "count": 1}]
     assert report["usps"]["confusions"] == []
     assert report["overall"]["confusions"] == [
@@ -130,6 +131,31 @@ def test_evaluation_report_layout():
         _one_hot(labels[:20]), labels[:20], sources[:20], {}, 10, ("mnist", "usps"), 5
     )
     assert lab_only["real_world"] is None
+
+
+def test_contributed_digits_are_reported_apart_and_count_in_no_other_figure():
+    labels = np.arange(30) % 10
+    sources = np.array(["mnist"] * 10 + ["drawings"] * 10 + ["usps"] * 10)
+    predicted = labels.copy()
+    predicted[10:15] = (labels[10:15] + 1) % 10  # half the drawings wrong: a manufactured regression
+    predicted[3] = 8  # an mnist 3 read as 8
+    report = evaluation_report(
+        _one_hot(predicted), labels, sources, {}, 10, ("mnist",), 5, contributed=("drawings",)
+    )
+    assert list(report) == ["mnist", "usps", "overall", "real_world", "contributed", "robustness"]
+    assert report["overall"]["count"] == 20 and report["overall"]["accuracy"] == 19 / 20
+    assert report["overall"]["confusions"] == [{"true": 3, "predicted": 8, "count": 1}]
+    assert report["real_world"]["sources"] == ["usps"] and report["real_world"]["accuracy"] == 1.0
+    assert list(report["contributed"]) == ["drawings"]
+    drawn = report["contributed"]["drawings"]
+    assert drawn["count"] == 10 and drawn["accuracy"] == 0.5 and len(drawn["confusions"]) == 5
+    assert drawn["digits"]["0"] == {"accuracy": 0.0, "count": 1}
+    # Without contributed digits in the test split the section is null, and the rest is unchanged.
+    others = sources != "drawings"
+    alone = evaluation_report(
+        _one_hot(predicted[others]), labels[others], sources[others], {}, 10, ("mnist",), 5, ("drawings",)
+    )
+    assert alone["contributed"] is None and alone["overall"] == report["overall"]
 
 
 def test_confusion_counts_rows_are_true_digits():

@@ -198,11 +198,11 @@ def test_a_source_or_digit_the_champion_was_not_measured_on_fails():
 
 
 def test_a_floor_for_any_registry_source_applies_when_the_source_is_in_the_split():
-    policy = POLICY.model_copy(update={"floors": {"overall": 0.9, "drawings": 0.95}})
-    candidate = pooled(mnist=figures(0.99, 10_000), drawings=figures(0.94, 1_000))
+    policy = POLICY.model_copy(update={"floors": {"overall": 0.9, "emnist-digits": 0.95}})
+    candidate = pooled(mnist=figures(0.99, 10_000), **{"emnist-digits": figures(0.94, 1_000)})
     decision = should_promote(candidate, None, policy)
     assert not decision.promote
-    assert failures(decision) == ["FAIL: drawings accuracy 0.9400 vs floor 0.9500"]
+    assert failures(decision) == ["FAIL: emnist-digits accuracy 0.9400 vs floor 0.9500"]
 
 
 def test_gate_metrics_takes_the_sources_of_the_test_split_and_overall_from_eval_json():
@@ -215,3 +215,24 @@ def test_gate_metrics_takes_the_sources_of_the_test_split_and_overall_from_eval_
     assert list(gate_metrics(evaluation, sources)) == ["usps", "mnist", "overall"]
     with pytest.raises(PromotionError, match=r"no figures for \['drawings'\].*run evaluate again"):
         gate_metrics(evaluation, np.array(["mnist", "drawings"]))
+
+
+def test_gate_metrics_leaves_contributed_sources_out_and_refuses_an_eval_json_that_counts_them():
+    """Drawings are chosen by whoever contributes and put in test by a hash anyone can compute: eval.json
+    reports them apart, and the gate sees neither them nor an "overall" that holds them."""
+    evaluation = {
+        **metrics(0.9960, 0.9790),  # better than CHAMPION
+        "real_world": None,
+        "contributed": {"drawings": figures(0.2, 500)},  # a manufactured regression, out of the gate's view
+        "robustness": {"clean": 0.99},
+    }
+    sources = np.array(["mnist", "drawings", "usps"])
+    gated = gate_metrics(evaluation, sources, contributed=("drawings",))
+    assert list(gated) == ["mnist", "usps", "overall"]
+    assert should_promote(gated, CHAMPION, POLICY).promote
+
+    stale = {**pooled(mnist=figures(0.99, 10_000), drawings=figures(0.2, 500)), "contributed": None}
+    with pytest.raises(
+        PromotionError, match=r"counts the contributed source\(s\) \['drawings'\].*evaluate again"
+    ):
+        gate_metrics(stale, sources, contributed=("drawings",))

@@ -120,8 +120,14 @@ def read_drawings(folder: Path) -> tuple[list[Image.Image], np.ndarray]:
     Raises:
         DataFileError: a recorded file is missing, altered, unreadable, or recorded twice with two labels.
     """
+    images, labels, _ = read_named_drawings(folder)
+    return images, labels
+
+
+def read_named_drawings(folder: Path) -> tuple[list[Image.Image], np.ndarray, list[str]]:
+    """`read_drawings`, and the SHA-256 of each drawing's file (N,): the name a report cites it by."""
     folder = Path(folder)
-    images, labels = [], []
+    images, labels, names = [], [], []
     label_of: dict[str, int] = {}
     for record in read_manifest(folder):
         if record.sha256 in label_of:
@@ -147,8 +153,9 @@ def read_drawings(folder: Path) -> tuple[list[Image.Image], np.ndarray]:
             raise DataFileError(path, f"not a readable image ({error})") from None
         images.append(image)
         labels.append(record.label)
+        names.append(record.sha256)
         label_of[record.sha256] = record.label
-    return images, np.array(labels, dtype=np.int64)
+    return images, np.array(labels, dtype=np.int64), names
 
 
 def stored_bytes(folder: Path, records: Sequence[DrawingRecord] | None = None) -> int:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ from digitops.data.sources import WHOLE, LocalSource, Source
 from digitops.digits import OFFICIAL_SPLITS
 from digitops.errors import DataFileError
 from digitops.fingerprint import image_hashes
-from digitops.preprocess import EmptyImageError, normalize_digits
+from digitops.preprocess import MNIST_SIZE, EmptyImageError, normalize_digit, normalize_digits
 from digitops.sampling import stratified_sample
 
 
@@ -108,14 +109,41 @@ def _split_and_cap(
     return {key: np.concatenate(parts) for key, parts in columns.items()}
 
 
+SET_ASIDE_NAME = "set_aside.json"  # in the interim folder: the digits of local sources that ingest left out
+
+# one normalised digit (28, 28) uint8 -> what the data contract has against it, in words (none: it passes)
+Contract = Callable[[np.ndarray], list[str]]
+
+
+@dataclass(frozen=True)
+class SetAside:
+    """A digit of a local source that ingest left out because the data contract refuses it."""
+
+    name: str  # how the source names it (a drawing: the SHA-256 of its file)
+    index: int  # its position in the folder's order
+    label: int
+    reasons: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, object]:
+        return {"sha256": self.name, "index": self.index, "label": self.label, "reasons": list(self.reasons)}
+
+
 def ingest_local_source(
-    source: LocalSource, folder: Path, test_fraction: float, max_per_split: int | None, seed: int
-) -> dict[str, np.ndarray]:
+    source: LocalSource,
+    folder: Path,
+    test_fraction: float,
+    max_per_split: int | None,
+    seed: int,
+    contract: Contract | None = None,
+) -> tuple[dict[str, np.ndarray], list[SetAside]]:
     """Read a local source's folder, normalise every image to MNIST style, split by content hash, cap.
 
     Each digit goes to `test` or `train` by the hash of its normalised pixels (`split_by_hash`): the
     choice depends on the digit alone, so it never moves as the folder grows, and identical digits always
     share a split (no train/test leak within the source). An empty or missing folder gives zero digits.
+
+    A digit that is blank, or that `contract` objects to, is set aside and reported instead of stopping
+    ingest: one contributed drawing must not be able to stop the pipeline at validate.
 
     Args:
         source: the local source (e.g. `drawings`).
@@ -123,16 +151,32 @@ def ingest_local_source(
         test_fraction: expected share of the digits that go to `test`.
         max_per_split: keep at most this many digits of each split (stratified by label); None keeps all.
         seed: with the source's name, seeds the choice of the capped subset.
+        contract: the data contract's per-digit check (`digitops.validate.digit_problems` with the
+            policy); None sets aside blank digits only.
 
     Returns:
-        the same arrays as `ingest_source`: images (N, 28, 28) uint8, labels (N,) int64, split (N,)
-        'train'/'test', and index (N,) int64: each digit's position in the folder's manifest order.
+        the same arrays as `ingest_source` (images (N, 28, 28) uint8, labels (N,) int64, split (N,)
+        'train'/'test', and index (N,) int64: each digit's position in the folder's order), without the
+        digits set aside; and those, in the folder's order.
     """
     rng = np.random.default_rng([seed, zlib.crc32(source.name.encode())])
-    raw_images, all_labels = source.read(folder)
-    try:
-        all_images = normalize_digits(raw_images)  # (N, 28, 28) uint8
-    except EmptyImageError as error:
-        raise DataFileError(folder, f"{source.name} #{error.index} has no ink ({error})") from error
+    raw_images, all_labels, names = source.read(folder)
+    digits, set_aside = [], []
+    kept = np.ones(len(raw_images), dtype=bool)
+    for position, raw in enumerate(raw_images):
+        try:
+            digit = normalize_digit(raw)  # (28, 28) uint8
+            problems = contract(digit) if contract is not None else []
+        except EmptyImageError as error:
+            digit, problems = None, [f"it is blank ({error})"]
+        if problems:
+            kept[position] = False
+            set_aside.append(SetAside(names[position], position, int(all_labels[position]), tuple(problems)))
+        else:
+            digits.append(digit)
+    all_images = np.stack(digits) if digits else np.zeros((0, MNIST_SIZE, MNIST_SIZE), np.uint8)
+    positions = np.flatnonzero(kept)
     all_splits = split_by_hash(image_hashes(all_images), test_fraction)
-    return _split_and_cap(all_images, all_labels, all_splits, max_per_split, rng)
+    arrays = _split_and_cap(all_images, all_labels[positions], all_splits, max_per_split, rng)
+    arrays["index"] = positions[arrays["index"]].astype(np.int64)  # back to the folder's order
+    return arrays, set_aside

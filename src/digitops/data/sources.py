@@ -9,7 +9,7 @@ Adding a source means adding one `Source` (or `LocalSource`) to `SOURCES`; `para
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from digitops.data import bhmsds
-from digitops.data.drawings import read_drawings
+from digitops.data.drawings import read_named_drawings
 from digitops.data.idx import read_idx_digits
 from digitops.data.optdigits import read_optdigits
 from digitops.data.usps import read_usps
@@ -69,6 +69,7 @@ class Source:
     # No official test split: `parse` returns the whole set under WHOLE, and ingest sends the share
     # `ingest.hash_test_fraction` of it to test by the content hash of each normalised digit.
     hash_split: bool = False
+    contributed: bool = False  # a published data set: its test split is one the promotion gate may compare
 
 
 @dataclass(frozen=True)
@@ -82,8 +83,14 @@ class LocalSource:
 
     name: str
     description: str
-    read: Callable[[Path], tuple[list[Image.Image], np.ndarray]]  # folder -> images as stored, labels (N,)
+    # folder -> images as stored, labels (N,), and a name per image (N,) that reports can cite
+    read: Callable[[Path], tuple[list[Image.Image], np.ndarray, list[str]]]
     opt_in: bool = False  # nothing to download; listed in ingest.sources to be used
+    # Whoever may contribute chooses these digits, and a content hash that anyone can compute picks their
+    # split: they are evaluated in a section of their own and never count in what the promotion gate
+    # compares (a contributor must not be able to manufacture its gain or a regression), and
+    # `train.source_mix` must cap their share of an epoch.
+    contributed: bool = False
 
 
 def _mnist_urls(name: str) -> tuple[str, ...]:
@@ -308,7 +315,8 @@ DRAWINGS = LocalSource(
     name="drawings",
     description="Drawings contributed through the service (POST /feedback) with their true labels: "
     "canvas or uploaded images of any size, normalised to MNIST style",
-    read=read_drawings,
+    read=read_named_drawings,
+    contributed=True,
 )
 
 SOURCES: dict[str, Source | LocalSource] = {
@@ -331,6 +339,11 @@ def expected_counts(source: Source | LocalSource, max_per_split: int | None) -> 
         split: count if max_per_split is None else min(count, max_per_split)
         for split, count in source.expected_counts.items()
     }
+
+
+def contributed_sources(names: Iterable[str]) -> tuple[str, ...]:
+    """Those of `names` (registry sources) whose digits are contributed (`.contributed`), in order."""
+    return tuple(name for name in dict.fromkeys(names) if get_source(name).contributed)
 
 
 def get_source(name: str) -> Source | LocalSource:
