@@ -12,6 +12,8 @@ In one run, on one machine, one service at a time on 127.0.0.1:
    - `digits /classify`: our service, a multipart upload (BentoML's API path);
    - `no-op /digit`, `no-op /classify`: the same paths with no decoding and no model (the ceiling);
    - `digits /digit, batching off`: our service with `serve.max_batch_size: 1`;
+   - `digits /digit, monitoring off`, `digits /classify, monitoring off`: our service without its drift
+     gauges (`serve.monitoring: false`), in an A/B only (`--variants`, below);
    - `digits /digit, tracing spans built`: our service with an exporter configured that keeps nothing, so
      that BentoML builds a span per request as it does by default;
    - `BentoML defaults /classify`: a `batchable=True` endpoint as BentoML's defaults have it, same model;
@@ -32,6 +34,12 @@ In one run, on one machine, one service at a time on 127.0.0.1:
            && /tmp/serving/bin/uv pip install --python /tmp/serving/bin/python --no-deps -e .
 
    and resident memory per worker.
+
+An A/B: `--variants NAME ...` runs only those sweeps, alternated `--repeat` times, and prints each one's
+images/s as a share of the first one's. The cost of the drift gauges at 64 clients (docs/operations.md):
+
+    python bench/serve.py --variants "digits /digit, monitoring off" "digits /digit" \
+        "digits /classify, monitoring off" "digits /classify" --concurrency 64 --repeat 3
 
 Writes `<out>/serve.json`, `<out>/throughput.png` (throughput against concurrency),
 `<out>/p99_vs_throughput.png` and `<out>/summary.md`, and prints the summary with the targets of
@@ -74,6 +82,9 @@ MULTIPART = f"multipart/form-data; boundary={BOUNDARY}"
 # An exporter that keeps nothing (sample rate 0, no sampled callers): BentoML builds every span, as it
 # does by default, while our service (digitops.serve.tracing) skips them when no exporter is configured.
 SPANS_BUILT = {"tracing": {"exporter_type": "in_memory", "sample_rate": 0.0}}
+# Variants only an A/B (--variants) runs: the full run's "digits" variants are already the other side.
+A_B_ONLY = {"digits /digit, monitoring off", "digits /classify, monitoring off"}
+NO_MONITORING = {"monitoring": False}
 
 
 @dataclass(frozen=True)
@@ -158,6 +169,11 @@ def main(argv: list[str] | None = None) -> int:
             batch_metric="bentoml_service_adaptive_batch_size",
         ),
         Variant("digits /digit, batching off", OUR_SERVICE, "/digit", "png", params={"max_batch_size": 1}),
+        # The drift gauges' cost (docs/operations.md): an A/B with --variants, not part of the full run.
+        Variant("digits /digit, monitoring off", OUR_SERVICE, "/digit", "png", params=NO_MONITORING),
+        Variant(
+            "digits /classify, monitoring off", OUR_SERVICE, "/classify", "multipart", params=NO_MONITORING
+        ),
         Variant(
             "digits /digit, tracing spans built",
             OUR_SERVICE,
@@ -178,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.variants:
         return _compare(args, params, scratch, bodies, variants)
     for variant in variants:
+        if variant.name in A_B_ONLY:
+            continue
         with ServedVariant(variant, params, args, scratch) as service:
             if variant.name == "digits /digit":
                 figures["many_per_request"] = {
@@ -222,11 +240,33 @@ def _compare(args, params: dict, scratch: Path, bodies: dict, variants: list[Var
             with ServedVariant(by_name[name], params, args, scratch) as service:
                 sweeps[f"{name} (round {round_})"] = _sweep_variant(service, bodies, args)
     args.out.mkdir(parents=True, exist_ok=True)
-    figures = {"machine": _machine(), "sweeps": sweeps}
+    ratios = _ratios(sweeps, args.variants, args.repeat)
+    figures = {"machine": _machine(), "sweeps": sweeps, "ratios_to_first": ratios}
     (args.out / "compare.json").write_text(json.dumps(figures, indent=2) + "\n")
     print("\n".join(_table(SWEEP_HEADER, sweeps, SWEEP_KEYS)))
+    print(f"\nimages/s as a share of {args.variants[0]!r}'s, mean over {args.repeat} round(s):")
+    for name, by_concurrency in ratios.items():
+        shares = ", ".join(f"c={c}: {ratio:.1%}" for c, ratio in by_concurrency.items())
+        print(f"- {name}: {shares}")
     shutil.rmtree(scratch, ignore_errors=True)
     return 0
+
+
+def _ratios(sweeps: dict[str, list[dict]], names: list[str], rounds: int) -> dict[str, dict[int, float]]:
+    """Each variant's images/s (mean over the rounds) as a share of the first variant's, per concurrency."""
+
+    def mean_rate(name: str) -> dict[int, float]:
+        points = [p for r in range(1, rounds + 1) for p in sweeps[f"{name} (round {r})"]]
+        return {
+            c: float(np.mean([p["images_per_s"] for p in points if p["concurrency"] == c]))
+            for c in sorted({p["concurrency"] for p in points})
+        }
+
+    first = mean_rate(names[0])
+    return {
+        name: {c: rate / first[c] if first[c] else float("nan") for c, rate in mean_rate(name).items()}
+        for name in names[1:]
+    }
 
 
 def _cold_starts(variant: Variant, params: dict, args, scratch: Path) -> dict[str, list[float]]:
@@ -303,6 +343,9 @@ class ServedVariant:
                 sys.exit(f"{self.variant.name}: not answering after 180 s:\n{self.log.read_text()[-3000:]}")
             time.sleep(0.05)
         self.ready_s = round(time.perf_counter() - started, 2)
+        monitored = self.variant.target == OUR_SERVICE and self.variant.params.get("monitoring", True)
+        if monitored and "drift monitoring off" in self.log.read_text():  # an A/B of nothing otherwise
+            sys.exit(f"{self.variant.name}: {self.log.read_text()[-3000:]}\nmonitoring is off: see above")
         while httpx.get(f"{self.url}/readyz", timeout=5).status_code != 200:  # every worker up
             time.sleep(0.2)
         return self

@@ -2,9 +2,11 @@
 <models>/candidate.onnx (what serves), run.json, <metrics>/train.json, <plots>/train/history.csv. With
 train.calibrate, a temperature fitted on the validation split is applied inside the model before it is saved
 (digitops.calibration), and train.json's "calibration" holds it with the validation ECE and NLL before and
-after. Starts the pipeline run's MLflow run: params (calibration.temperature too), the digits each source
-gives an epoch (train.source_mix), data fingerprints, per-epoch metrics, the calibration figures and the
-model (ONNX with its signature and an input example, the Keras file beside it)."""
+after. <models>/reference_profile.json is what the service compares served digits with (digitops.monitoring):
+the features of <prepared>/train.npz (as prepared, not augmented) and of the model's validation answers.
+Starts the pipeline run's MLflow run: params (calibration.temperature too), the digits each source gives an
+epoch (train.source_mix), data fingerprints, per-epoch metrics, the calibration figures and the model (ONNX
+with its signature and an input example, the Keras file and the reference profile beside it)."""
 
 from __future__ import annotations
 
@@ -20,11 +22,12 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 
-from digitops.calibration import calibrate_model
+from digitops.calibration import calibrate_model, temper
 from digitops.config import load_params
 from digitops.errors import run_stage
 from digitops.export import export_onnx
 from digitops.io import atomic_path, atomic_write, load_npz, write_json
+from digitops.monitoring import PROFILE_FILE, reference_profile
 from digitops.tracking import EpochMetrics, configure, flatten, log_candidate_model, run_tags
 from digitops.train import mix_counts, predict_probabilities, train_model
 
@@ -66,11 +69,13 @@ def main() -> None:
         }
         mlflow.log_metrics({f"train.{name}": value for name, value in summary.items()})
         calibration = None
-        if params.train.calibrate:  # on the best epoch's weights, which train_model restored
-            val_probabilities = predict_probabilities(model, val["images"], params.train.batch_size)
+        # On the best epoch's weights, which train_model restored: (N, 10)
+        val_probabilities = predict_probabilities(model, val["images"], params.train.batch_size)
+        if params.train.calibrate:
             calibration = calibrate_model(
                 model, val_probabilities, val["labels"], params.evaluate.calibration_bins
             )
+            val_probabilities = temper(val_probabilities, calibration["temperature"])  # as the model now
             mlflow.log_param("calibration.temperature", calibration["temperature"])
             mlflow.log_metrics(
                 {f"calibration.{name}": value for name, value in calibration.items() if name != "temperature"}
@@ -79,8 +84,20 @@ def main() -> None:
         model.save(keras_file)
         export_onnx(model, onnx_file)
         mlflow.log_metric("train.onnx_bytes", onnx_file.stat().st_size)
-        log_candidate_model(onnx_file, keras_file, input_example=val["images"][:4])
-        for built, name in ((keras_file, "candidate.keras"), (onnx_file, "candidate.onnx")):
+        profile_file = Path(scratch) / PROFILE_FILE  # what served digits are compared with
+        write_json(
+            profile_file,
+            reference_profile(load_npz(paths.prepared / "train.npz")["images"], val_probabilities),
+        )
+        log_candidate_model(
+            onnx_file, keras_file, input_example=val["images"][:4], extra_files=[profile_file]
+        )
+        built_files = (
+            (keras_file, "candidate.keras"),
+            (onnx_file, "candidate.onnx"),
+            (profile_file, PROFILE_FILE),
+        )
+        for built, name in built_files:
             with atomic_path(paths.models / name) as tmp_path:
                 shutil.copyfile(built, tmp_path)
     write_json(paths.models / "run.json", {"run_id": run.info.run_id, "tracking_uri": tracking_uri})

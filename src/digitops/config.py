@@ -351,6 +351,12 @@ class ServeParams(_Section):
     max_concurrent_photos: PositiveInt = 1
     # ONNX Runtime's graph optimisation level (digitops.infer.classifier.OPTIMIZATION_LEVELS)
     graph_optimization: Literal["disabled", "basic", "extended", "all"] = "all"
+    # Drift and quality gauges of served digits (digitops.serve.drift; docs/operations.md): each worker keeps
+    # its last `drift_window` digits and updates the gauges every `drift_update_every` digits.
+    monitoring: bool = True
+    drift_window: PositiveInt = 1000
+    drift_update_every: PositiveInt = 64
+    low_confidence: float = Field(default=0.8, gt=0.0, le=1.0)  # a prediction below it counts as low
     access_log: bool  # BentoML's log line per request (it costs CPU per request; metrics count anyway)
     # Who may POST /feedback (digitops.serve.contributors): auto (a token when DIGITOPS_FEEDBACK_TOKEN is
     # set, else loopback clients only), token, open or off; and how much they may send.

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from digitops.errors import DigitopsError
 from digitops.infer.classifier import MODEL_FILE, ModelFileError, find_model_file
+from digitops.monitoring import PROFILE_FILE
 from digitops.promote import CHAMPION
 
 # The registry tag that promote sets on a version after infra validation, and the value that may ship.
@@ -42,9 +43,10 @@ def import_champion(registered_model: str, bento_model_name: str) -> tuple[str, 
         PackagingError: the alias does not resolve, the version did not pass validation, or it has no ONNX
             file. Nothing is added to the model store then.
 
-    The BentoML model holds the ONNX file only (what the service runs; the Keras file stays in the
-    registry), and is labelled with the registry name, version and run, and
-    carries the version's metric tags as metadata.
+    The BentoML model holds the ONNX file (what the service runs; the Keras file stays in the registry) and,
+    when the version has one, the reference profile its drift gauges compare served digits with
+    (digitops.monitoring; without it the service serves unmonitored). It is labelled with the registry
+    name, version and run, and carries the version's metric tags as metadata.
     """
     import bentoml
     import mlflow
@@ -82,8 +84,11 @@ def import_champion(registered_model: str, bento_model_name: str) -> tuple[str, 
             "mlflow_run_id": version.run_id,
         }
         metrics = {key: value for key, value in version.tags.items() if key.startswith("metric.")}
+        profile = Path(folder) / "extra_files" / PROFILE_FILE  # absent from versions trained before it
         with bentoml.models.create(bento_model_name, labels=labels, metadata=metrics) as bento_model:
             shutil.copyfile(model_file, bento_model.path_of(MODEL_FILE))
+            if profile.is_file():
+                shutil.copyfile(profile, bento_model.path_of(PROFILE_FILE))
     return str(bento_model.tag), str(version.version)
 
 

@@ -82,12 +82,16 @@ def run_tags(root: Path, data_files: Iterable[Path]) -> dict[str, str]:
     return tags
 
 
-def log_candidate_model(onnx_path: Path, keras_path: Path, input_example: np.ndarray) -> None:
+def log_candidate_model(
+    onnx_path: Path, keras_path: Path, input_example: np.ndarray, extra_files: Iterable[Path] = ()
+) -> None:
     """Log the candidate as the registry will hold it, in the active run, as the model `model`.
 
     The `onnx` flavour (what serves, with the signature inferred from `input_example`), one self-contained
     `model.onnx` file, and the Keras model it was exported from beside it as `extra_files/<name>.keras`
     (for fine-tuning and for the promote stage's parity check): every registered version carries both.
+    `extra_files` go beside it, as `extra_files/<name>` (the train stage's reference profile, which the
+    package stage ships with the model).
     """
     import onnx
 
@@ -95,7 +99,7 @@ def log_candidate_model(onnx_path: Path, keras_path: Path, input_example: np.nda
         onnx.load(str(onnx_path)),
         name="model",
         input_example=input_example,
-        extra_files=[str(keras_path)],
+        extra_files=[str(keras_path), *map(str, extra_files)],
         save_as_external_data=False,
     )
 

@@ -19,11 +19,16 @@ from mlflow import MlflowClient
 
 from digitops.export import export_onnx
 from digitops.models import build_model
+from digitops.monitoring import PROFILE_FILE, reference_profile
 from digitops.tracking import configure, log_candidate_model
 
 pytestmark = pytest.mark.slow  # a real registry and model store: logs, registers and downloads a model
 
 REPOSITORY = Path(__file__).resolve().parents[2]
+# A reference profile as the train stage makes one (of a few made-up digits: packaging only copies it).
+_DIGITS = np.zeros((20, 28, 28), np.uint8)
+_DIGITS[:, 6:22, 10:18] = np.arange(20, dtype=np.uint8)[:, None, None] * 12
+PROFILE = reference_profile(_DIGITS, np.eye(10)[np.arange(20) % 10])
 
 # Runs import_champion for each registered model named on the command line, in a process of its own: the
 # BentoML store is the one under the BENTOML_HOME it starts with. Prints one JSON answer per name.
@@ -41,8 +46,9 @@ for name in sys.argv[1:]:
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    """A registry holding one logged model (ONNX + Keras, as the train stage logs them); yields its URI
-    and the logged model's URI."""
+    """A registry holding two logged models (ONNX + Keras, as the train stage logs them), the second with
+    a reference profile beside them as the train stage logs it now; yields its URI and the logged models'
+    URIs, without and with the profile."""
     root = tmp_path_factory.mktemp("registry")
     scratch = tmp_path_factory.mktemp("model")
     with pytest.MonkeyPatch.context() as patch:
@@ -53,14 +59,21 @@ def store(tmp_path_factory):
         keras_file, onnx_file = scratch / "model.keras", scratch / "model.onnx"
         model.save(keras_file)
         export_onnx(model, onnx_file)
-        with mlflow.start_run() as run:
-            log_candidate_model(onnx_file, keras_file, input_example=np.zeros((1, 28, 28), np.uint8))
-        logged = mlflow.search_logged_models(
-            experiment_ids=[run.info.experiment_id],
-            filter_string=f"source_run_id = '{run.info.run_id}'",
-            output_format="list",
-        )
-        yield uri, logged[0].model_uri
+        profile_file = scratch / PROFILE_FILE
+        profile_file.write_text(json.dumps(PROFILE))
+        logged_uris = []
+        for extra_files in ([], [profile_file]):
+            with mlflow.start_run() as run:
+                log_candidate_model(
+                    onnx_file, keras_file, np.zeros((1, 28, 28), np.uint8), extra_files=extra_files
+                )
+            logged = mlflow.search_logged_models(
+                experiment_ids=[run.info.experiment_id],
+                filter_string=f"source_run_id = '{run.info.run_id}'",
+                output_format="list",
+            )
+            logged_uris.append(logged[0].model_uri)
+        yield uri, *logged_uris
     mlflow.set_tracking_uri(None)
 
 
@@ -104,7 +117,7 @@ def _stored_models(bentoml_home: Path) -> dict[str, list[str]]:
 
 
 def test_only_a_validated_champion_is_packaged_and_a_hand_moved_alias_is_refused(store, tmp_path):
-    tracking_uri, logged_model_uri = store
+    tracking_uri, logged_model_uri, _ = store
     client = MlflowClient()
     # Version 1 passed; version 2 failed infra validation and had no alias until someone moved @champion
     # onto it by hand; version 3 was still pending (promote stopped before validating it).
@@ -138,3 +151,18 @@ def test_only_a_validated_champion_is_packaged_and_a_hand_moved_alias_is_refused
     labels = yaml.safe_load((model_folder / "model.yaml").read_text())["labels"]
     assert labels["registered_model"] == "validated" and labels["mlflow_version"] == "1"
     assert (model_folder / "model.onnx").is_file()
+    assert not (model_folder / PROFILE_FILE).exists()  # a version logged before the reference profile
+
+
+def test_the_reference_profile_ships_with_the_model_when_the_version_has_one(store, tmp_path):
+    tracking_uri, _, profiled_model_uri = store
+    _register(profiled_model_uri, "profiled", ["passed"])
+    MlflowClient().set_registered_model_alias("profiled", "champion", "1")
+
+    bentoml_home = tmp_path / "bentoml"
+    answers = _package(["profiled"], tracking_uri, bentoml_home)
+
+    assert answers["profiled"]["version"] == "1"
+    model_folder = bentoml_home / "models" / "profiled" / _stored_models(bentoml_home)["profiled"][0]
+    assert (model_folder / "model.onnx").is_file()
+    assert json.loads((model_folder / PROFILE_FILE).read_text()) == PROFILE

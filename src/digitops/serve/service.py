@@ -20,6 +20,7 @@ import gc
 import time
 from functools import partial
 from http import HTTPStatus
+from pathlib import Path
 from typing import Annotated, Any
 
 import bentoml
@@ -34,6 +35,7 @@ from digitops.infer.inputs import BadInputError
 from digitops.serve.batcher import Batcher, OverloadedError
 from digitops.serve.contributors import NotAllowedError
 from digitops.serve.decoding import Decoders, digits_from_uploads, read_photo
+from digitops.serve.drift import TrafficMonitor
 from digitops.serve.feedback import QuotaExceededError, StorageFullError, store_drawings
 from digitops.serve.middleware import ContributorGate, FileFieldsOnly, FormFields, RequestSizeLimit
 from digitops.serve.openapi import OpenAPIDocument
@@ -119,6 +121,8 @@ class DigitClassifier:
             max_wait_s=SERVE.max_latency_ms / 1000,
             on_batch=BATCH_SIZE.observe,
         )
+        # Drift gauges of the digits this worker serves; None (logged) without the model's reference profile
+        self.monitor = TrafficMonitor.for_model(Path(stored.path), SERVE)
         # What is loaded by now (ONNX Runtime, BentoML, the model) lives as long as the worker: frozen,
         # these long-lived objects are out of the collector's way, and collections under load scan only the
         # requests' garbage (docs/benchmarks.md).
@@ -137,6 +141,8 @@ class DigitClassifier:
         Also called by the lean routes (`digitops.serve.routes`). Raises OverloadedError under overload.
         """
         probabilities = await self.batcher(digits)  # (B, NUM_CLASSES) float32
+        if self.monitor is not None:
+            self.monitor.observe(digits, probabilities)  # never raises
         predictions = []
         for row in probabilities.tolist():
             digit = max(range(NUM_CLASSES), key=row.__getitem__)
