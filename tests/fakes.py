@@ -218,3 +218,47 @@ def locked_packages(lock_text: str) -> dict[str, str]:
     """Package name (lower-case, no extras) -> version, of a pip lock file (`name==version \\` lines)."""
     pins = (line.split("==") for line in lock_text.splitlines() if "==" in line and line[:1] not in " #")
     return {name.split("[")[0].strip().lower(): version.split()[0] for name, version in pins}
+
+
+def single_digit_onnx(path: Path, digit: int) -> Path:
+    """A valid digit model (uint8 (B, 28, 28) in, (B, 10) float out) that reads one digit at a time: it
+    answers `digit` with probability 0.55 for a batch of one and raises in ONNX Runtime for any other batch
+    (its Reshape to (1, 784) fails), like a model that breaks on some requests only."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    bias = np.full(10, 0.05, np.float32)
+    bias[digit] = 0.55
+    graph = helper.make_graph(
+        [
+            helper.make_node("Reshape", ["digits", "flat_shape"], ["flat"]),
+            helper.make_node("Cast", ["flat"], ["pixels"], to=TensorProto.FLOAT),
+            helper.make_node("MatMul", ["pixels", "weights"], ["scores"]),
+            helper.make_node("Add", ["scores", "bias"], ["probabilities"]),
+        ],
+        "single-digit",
+        [helper.make_tensor_value_info("digits", TensorProto.UINT8, [None, 28, 28])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [None, 10])],
+        initializer=[
+            numpy_helper.from_array(np.array([1, 784], np.int64), "flat_shape"),
+            numpy_helper.from_array(np.zeros((784, 10), np.float32), "weights"),
+            numpy_helper.from_array(bias, "bias"),
+        ],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path
+
+
+def float_input_onnx(path: Path) -> Path:
+    """A valid ONNX graph of float images, not the normaliser's uint8 digits: load_classifier refuses it."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])],
+        "not-digits",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 28, 28])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 10])],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path

@@ -363,6 +363,9 @@ class ServeParams(_Section):
     feedback: Literal["auto", "token", "open", "off"] = "auto"
     feedback_per_client_per_day: PositiveInt = 200  # drawings per client in 24 hours (429 beyond)
     feedback_max_bytes: PositiveInt = 500_000_000  # the feedback folder's cap (507 beyond)
+    # Share of requests that the packaged challenger also reads, off the response path, for the shadow
+    # metrics (digitops.serve.shadow); 0 leaves it unloaded.
+    shadow_fraction: Fraction = 0.0
 
 
 class Params(_Section):

@@ -2,7 +2,9 @@
 
 BentoML keeps its model store and bentos under BENTOML_HOME (default ~/bentoml). Each run of the package
 stage imports the champion afresh, so `digits:latest` in the store is always the last packaged champion,
-which is what `bentoml serve digitops.serve.service:DigitClassifier` loads.
+which is what `bentoml serve digitops.serve.service:DigitClassifier` loads. When the registry also has a
+validated `challenger`, it is imported beside the champion (`import_challenger`), labelled with the
+champion's tag, and the service ships it in the bento and shadows it (digitops.serve.shadow).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 from digitops.errors import DigitopsError
 from digitops.infer.classifier import MODEL_FILE, ModelFileError, find_model_file
 from digitops.monitoring import PROFILE_FILE
-from digitops.promote import CHAMPION
+from digitops.promote import CHALLENGER, CHAMPION
 
 # The registry tag that promote sets on a version after infra validation, and the value that may ship.
 VALIDATION_STATUS = "validation_status"
@@ -92,8 +94,91 @@ def import_champion(registered_model: str, bento_model_name: str) -> tuple[str, 
     return str(bento_model.tag), str(version.version)
 
 
+def import_challenger(registered_model: str, champion_model_tag: str) -> tuple[str, str] | None:
+    """Copy `models:/<registered_model>@challenger` into the BentoML store, paired with the champion.
+
+    The challenger is optional: without the alias, or when it names a version that did not pass infra
+    validation or the champion's own version, nothing is imported and the bento is the champion alone (the
+    reason is printed). Otherwise it is stored as `<champion name>-challenger`, labelled like the champion
+    (registry name, version, run) and with the champion's BentoML tag (`champion_model_tag`), which is how
+    the service finds the challenger packaged with the champion it serves.
+
+    Returns:
+        The challenger's BentoML tag and its registry version, or None.
+    """
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from digitops.serve.shadow import CHAMPION_LABEL, challenger_model_name
+
+    client = MlflowClient()
+    try:
+        version = client.get_model_version_by_alias(registered_model, CHALLENGER)
+        champion = client.get_model_version_by_alias(registered_model, CHAMPION)
+    except MlflowException:
+        print(f"no challenger packaged: {registered_model} has no @{CHALLENGER}", file=sys.stderr)
+        return None
+    status = version.tags.get(VALIDATION_STATUS)
+    if status != PASSED:
+        print(
+            f"no challenger packaged: {registered_model} version {version.version} (@{CHALLENGER}) has "
+            f"{VALIDATION_STATUS} {status!r}, not {PASSED!r}",
+            file=sys.stderr,
+        )
+        return None
+    if version.version == champion.version:
+        print(
+            f"no challenger packaged: @{CHALLENGER} and @{CHAMPION} are both version {version.version}",
+            file=sys.stderr,
+        )
+        return None
+    champion_name = champion_model_tag.split(":")[0]
+    tag = _store_version(
+        registered_model,
+        version,
+        challenger_model_name(champion_name),
+        {CHAMPION_LABEL: champion_model_tag},
+    )
+    return tag, str(version.version)
+
+
+def _store_version(registered_model: str, version, bento_model_name: str, labels: dict[str, str]) -> str:
+    """Download a registry version's ONNX file into a new BentoML model; returns the model's tag.
+
+    Labelled with the registry name, version and run besides `labels`; the version's metric tags are its
+    metadata.
+    """
+    import bentoml
+    import mlflow
+
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = mlflow.artifacts.download_artifacts(
+            f"models:/{registered_model}/{version.version}", dst_path=scratch
+        )
+        try:
+            model_file = find_model_file(Path(folder))
+        except ModelFileError:
+            raise PackagingError(
+                f"{registered_model} version {version.version} has no {MODEL_FILE}: it was registered "
+                "before models were exported to ONNX"
+            ) from None
+        labels = {
+            "registered_model": registered_model,
+            "mlflow_version": str(version.version),
+            "mlflow_run_id": version.run_id,
+            **labels,
+        }
+        metrics = {key: value for key, value in version.tags.items() if key.startswith("metric.")}
+        with bentoml.models.create(bento_model_name, labels=labels, metadata=metrics) as bento_model:
+            shutil.copyfile(model_file, bento_model.path_of(MODEL_FILE))
+    return str(bento_model.tag)
+
+
 def build_bento(bentofile: Path, model_tag: str) -> str:
-    """`bentoml build` with the service bound to `model_tag`; returns the bento's tag."""
+    """`bentoml build` with the service bound to `model_tag`; returns the bento's tag.
+
+    The bento holds the challenger imported with that model too, if any (digitops.serve.shadow).
+    """
     environment = {**os.environ, "DIGITOPS_BENTO_MODEL": model_tag, "BENTOML_DO_NOT_TRACK": "true"}
     bentoml_cli = Path(sys.executable).with_name("bentoml")
     result = subprocess.run(

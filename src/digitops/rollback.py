@@ -170,13 +170,21 @@ def parity_reference(folder: Path, test: ParityDigits) -> ParityReference:
     return ParityReference(test.images, predict_probabilities(model, test.images), known)
 
 
-def repackage(registered_model: str, bentofile: Path) -> dict[str, str]:
+def repackage(registered_model: str, bentofile: Path) -> dict[str, str | None]:
     """Package the champion as the package stage does (pipeline/package.py): `digits:latest` in the
-    BentoML store, which `make serve` serves, and a bento. Returns the model's and the bento's tags."""
-    from digitops.package import build_bento, import_champion
+    BentoML store, which `make serve` serves, the challenger beside it if there is one, and a bento.
+    Returns the versions and the models' and the bento's tags."""
+    from digitops.package import build_bento, import_challenger, import_champion
 
     model_tag, version = import_champion(registered_model, registered_model)
-    return {"champion": version, "bento_model": model_tag, "bento": build_bento(bentofile, model_tag)}
+    challenger_tag, challenger = import_challenger(registered_model, model_tag) or (None, None)
+    return {
+        "champion": version,
+        "bento_model": model_tag,
+        "challenger": challenger,
+        "challenger_model": challenger_tag,
+        "bento": build_bento(bentofile, model_tag),
+    }
 
 
 def _existing_version(client, registered_model: str, version: str):

@@ -166,3 +166,94 @@ def test_the_reference_profile_ships_with_the_model_when_the_version_has_one(sto
     model_folder = bentoml_home / "models" / "profiled" / _stored_models(bentoml_home)["profiled"][0]
     assert (model_folder / "model.onnx").is_file()
     assert json.loads((model_folder / PROFILE_FILE).read_text()) == PROFILE
+
+
+# Packages each registered model named on the command line as the package stage does (champion, then the
+# challenger paired with it), in a process of its own (BENTOML_HOME), and asks the service's lookup which
+# challenger goes with the champion. Prints one JSON answer per name.
+_PACKAGE_WITH_CHALLENGER = """
+import json, sys
+from digitops.package import import_challenger, import_champion
+from digitops.serve.shadow import paired_challenger
+for name in sys.argv[1:]:
+    tag, version = import_champion(name, name)
+    answer = {"name": name, "champion": tag, "challenger": import_challenger(name, tag)}
+    print(json.dumps(answer | {"paired": paired_challenger(tag)}))
+"""
+
+
+def _package_with_challenger(names: list[str], tracking_uri: str, bentoml_home: Path) -> dict[str, dict]:
+    environment = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": tracking_uri,
+        "BENTOML_HOME": str(bentoml_home),
+        "BENTOML_DO_NOT_TRACK": "true",
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", _PACKAGE_WITH_CHALLENGER, *names],
+        cwd=REPOSITORY,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    answers = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    return {answer["name"]: answer | {"log": result.stderr} for answer in answers}
+
+
+def test_a_validated_challenger_is_packaged_beside_the_champion_and_paired_with_it(store, tmp_path):
+    tracking_uri, logged_model_uri, _ = store
+    client = MlflowClient()
+    # promote's outcomes: a candidate that passed validation but did not beat the champion is @challenger
+    _register(logged_model_uri, "shadowed", ["passed", "passed"])
+    client.set_registered_model_alias("shadowed", "champion", "1")
+    client.set_registered_model_alias("shadowed", "challenger", "2")
+    _register(logged_model_uri, "alone", ["passed"])
+    client.set_registered_model_alias("alone", "champion", "1")
+    _register(logged_model_uri, "failed-challenger", ["passed", "failed"])  # moved there by hand
+    client.set_registered_model_alias("failed-challenger", "champion", "1")
+    client.set_registered_model_alias("failed-challenger", "challenger", "2")
+    _register(logged_model_uri, "one-version", ["passed"])
+    client.set_registered_model_alias("one-version", "champion", "1")
+    client.set_registered_model_alias("one-version", "challenger", "1")
+
+    bentoml_home = tmp_path / "bentoml"
+    answers = _package_with_challenger(
+        ["shadowed", "alone", "failed-challenger", "one-version"], tracking_uri, bentoml_home
+    )
+
+    shadowed = answers["shadowed"]
+    challenger_tag, challenger_version = shadowed["challenger"]
+    assert challenger_version == "2" and challenger_tag.startswith("shadowed-challenger:")
+    assert shadowed["paired"] == challenger_tag  # the service finds it from the champion's tag
+    folder = bentoml_home / "models" / "shadowed-challenger" / challenger_tag.split(":")[1]
+    labels = yaml.safe_load((folder / "model.yaml").read_text())["labels"]
+    assert labels["registered_model"] == "shadowed" and labels["mlflow_version"] == "2"
+    assert labels["champion"] == shadowed["champion"]
+    assert (folder / "model.onnx").is_file()
+
+    for alone in ("alone", "failed-challenger", "one-version"):
+        assert answers[alone]["challenger"] is None and answers[alone]["paired"] is None, alone
+    log = answers["alone"]["log"]
+    assert "no challenger packaged: alone has no @challenger" in log
+    assert (
+        "no challenger packaged: failed-challenger version 2 (@challenger) has validation_status 'failed', "
+        "not 'passed'" in log
+    )
+    assert "no challenger packaged: @challenger and @champion are both version 1" in log
+    assert sorted(_stored_models(bentoml_home)) == [
+        "alone",
+        "failed-challenger",
+        "one-version",
+        "shadowed",
+        "shadowed-challenger",
+    ]
+
+    # The alias gone, the next package ships the champion alone: the old challenger stays in the store but
+    # is paired with the champion it was packaged with, not with the new one.
+    client.delete_registered_model_alias("shadowed", "challenger")
+    again = _package_with_challenger(["shadowed"], tracking_uri, bentoml_home)["shadowed"]
+    assert again["champion"] != shadowed["champion"]
+    assert again["challenger"] is None and again["paired"] is None
+    assert len(_stored_models(bentoml_home)["shadowed-challenger"]) == 1

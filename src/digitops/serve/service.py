@@ -6,7 +6,9 @@ Request path: each uploaded file's bytes are read while the request is parsed (`
 and normalised in a thread, a few at a time per worker (`decoding`: a bad file fails its own request with a
 400, never a batch it would have shared); the service's batcher then coalesces the digits of concurrent
 requests into one call of the compiled model. `routes` adds the page
-and the lean raw-body endpoints; `settings` reads params.yaml's `serve` section and the model's tag.
+and the lean raw-body endpoints; `settings` reads params.yaml's `serve` section and the model's tag;
+`shadow` runs the challenger packaged with the champion, if any, on a share of requests, off the response
+path.
 
 The model is the champion's ONNX file, run by ONNX Runtime: no TensorFlow in the service, the bento or the
 container. Build argument `gpu` (bentofile-gpu.yaml sets it) requests GPUs from the scheduler and asks ONNX
@@ -52,6 +54,7 @@ from digitops.serve.schemas import (
     UploadedFiles,
 )
 from digitops.serve.settings import (
+    CHALLENGER_TAG,
     CONTRIBUTORS,
     FEEDBACK_QUOTA,
     LIMITS,
@@ -61,6 +64,7 @@ from digitops.serve.settings import (
     QUARANTINE_DIR,
     SERVE,
 )
+from digitops.serve.shadow import CONFIDENCE_BUCKETS, start_shadow
 from digitops.serve.tracing import tracing_config
 from digitops.validate import digit_problems
 
@@ -82,7 +86,7 @@ BATCH_SIZE = bentoml.metrics.Histogram(
 CONFIDENCE = bentoml.metrics.Histogram(
     name="digitops_prediction_confidence",
     documentation="Probability of the predicted digit",
-    buckets=(0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.999, 1.0),
+    buckets=CONFIDENCE_BUCKETS,  # the shadow challenger's too
 )
 
 
@@ -97,14 +101,17 @@ CONFIDENCE = bentoml.metrics.Histogram(
 @bentoml.asgi_app(LEAN_ROUTES, path="/")
 class DigitClassifier:
     bento_model = bentoml.models.BentoModel(MODEL_TAG)
+    if CHALLENGER_TAG is not None:  # declared, so that `bentoml build` ships it in the bento
+        challenger_model = bentoml.models.BentoModel(CHALLENGER_TAG)
 
     def __init__(self) -> None:
         started = time.perf_counter()
         stored = self.bento_model
+        providers = (CUDA, CPU) if ARGUMENTS.gpu else (CPU,)
         self.classifier = load_classifier(
             stored.path,
             SERVE.threads_per_worker,
-            providers=(CUDA, CPU) if ARGUMENTS.gpu else (CPU,),
+            providers=providers,
             optimization=SERVE.graph_optimization,
         )
         loaded = time.perf_counter()
@@ -123,6 +130,8 @@ class DigitClassifier:
         )
         # Drift gauges of the digits this worker serves; None (logged) without the model's reference profile
         self.monitor = TrafficMonitor.for_model(Path(stored.path), SERVE)
+        # The challenger packaged with the champion, on serve.shadow_fraction of requests (None: no shadow)
+        self.shadow = start_shadow(CHALLENGER_TAG, SERVE.shadow_fraction, providers, SERVE.graph_optimization)
         # What is loaded by now (ONNX Runtime, BentoML, the model) lives as long as the worker: frozen,
         # these long-lived objects are out of the collector's way, and collections under load scan only the
         # requests' garbage (docs/benchmarks.md).
@@ -156,6 +165,8 @@ class DigitClassifier:
                     "model_version": self.model_version,
                 }
             )
+        if self.shadow is not None:  # after the answers are made; it neither waits nor raises
+            self.shadow.offer(digits, probabilities)
         return predictions
 
     @bentoml.api
