@@ -363,3 +363,22 @@ def test_a_wide_single_digit_read_with_confidence_is_not_split(label, seed):
     assert result.text == f"1{label}3"
     assert classify.sizes[0] > 3  # its cuts were tried, and turned down
     assert result.digits[1].box == crops[1].box
+
+
+def test_the_string_confidence_is_the_product_of_its_digits():
+    photo = condition_photo([[2, 3]], 40, touching=1.0)
+    result = read_digits(photo.image, TemplateClassifier())
+    assert len(result.digits) == 2
+    assert result.confidence == pytest.approx(np.prod([d.confidence for d in result.digits]))
+    assert all(0.0 < result.confidence <= d.confidence for d in result.digits)
+    assert json.loads(json.dumps(result.to_dict()))["confidence"] == pytest.approx(result.confidence)
+
+
+def test_a_photo_of_separators_alone_has_no_confidence():
+    """Nothing read, nothing to trust: the empty text's confidence is 0, so that a caller asks a person."""
+    image = blank_photo(200, 400, np.random.default_rng(26))
+    draw = ImageDraw.Draw(image)
+    draw.ellipse((60, 114, 66, 120), fill=(25, 25, 60))  # '.'
+    draw.line([(90, 97), (112, 97)], fill=(25, 25, 60), width=5)  # '-'
+    result = read_digits(image, TemplateClassifier())
+    assert (result.text, result.digits, result.confidence) == ("", [], 0.0)

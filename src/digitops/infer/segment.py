@@ -111,10 +111,18 @@ class ReadDigit:
 
 @dataclass(frozen=True)
 class ReadResult:
-    """What a photo says: `text` has one line of digits per written line, separated by '\\n'."""
+    """What a photo says: `text` has one line of digits per written line, separated by '\\n'.
+
+    `confidence` is the product of the digits' confidences: the chance that every digit is right, were the
+    classifier's probabilities calibrated and its mistakes independent. Unlike the least confident digit,
+    it falls as the string grows, as the chance of a mistake somewhere in it does; a caller asks a person
+    when it is low. 0.0 when no digit was read (`text` is ""): there is nothing to trust, and a caller
+    that asks below a threshold asks about an empty reading too.
+    """
 
     text: str
     digits: list[ReadDigit]
+    confidence: float = 0.0
 
     def to_dict(self) -> dict:
         """Plain types only, for JSON."""
@@ -270,7 +278,11 @@ def read_digits(image: Image.Image | np.ndarray, classify: Callable[[np.ndarray]
     lines: dict[int, str] = {}
     for (crop, _), digit in zip(chosen, read, strict=True):
         lines[crop.line] = lines.get(crop.line, "") + str(digit.digit)
-    return ReadResult(text="\n".join(lines[number] for number in sorted(lines)), digits=read)
+    return ReadResult(
+        text="\n".join(lines[number] for number in sorted(lines)),
+        digits=read,
+        confidence=float(np.prod([digit.confidence for digit in read])),
+    )
 
 
 def _lines(crops: list[DigitCrop]) -> list[int]:
