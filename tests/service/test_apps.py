@@ -53,6 +53,8 @@ def test_read_finds_every_digit_and_answers_as_the_library_does(service, digits,
     np.testing.assert_allclose(
         [d["confidence"] for d in reading["digits"]], [d.confidence for d in expected.digits], atol=1e-5
     )
+    assert reading["confidence"] == pytest.approx(expected.confidence, abs=1e-5)
+    assert reading["confidence"] == pytest.approx(np.prod([d["confidence"] for d in reading["digits"]]))
 
 
 def test_read_a_photo_without_digits_is_an_empty_answer(service):
@@ -60,6 +62,7 @@ def test_read_a_photo_without_digits_is_an_empty_answer(service):
     response = _read(service.url, _jpeg(photo))
     assert response.status_code == 200
     assert response.json()["text"] == "" and response.json()["digits"] == []
+    assert response.json()["confidence"] == 0.0
 
 
 def test_read_refuses_what_is_not_a_photo(service):

@@ -301,8 +301,15 @@ def _read_photo(page, photo: Path) -> dict:
                 image: [image.left, image.top, image.width, image.height],
                 boxes: [...document.querySelectorAll("#photo-frame .box")].map((box) => {
                     const r = box.getBoundingClientRect();
-                    return {digit: box.textContent, rect: [r.left, r.top, r.width, r.height]};
+                    return {
+                        digit: box.textContent,
+                        rect: [r.left, r.top, r.width, r.height],
+                        low: box.classList.contains("low"),
+                    };
                 }),
+                low_text: [...document.querySelectorAll("#photo-text .read span")].map(
+                    (span) => span.classList.contains("low")
+                ),
             };
         }"""
     )
@@ -333,6 +340,11 @@ def test_a_photo_of_three_digits_gets_three_boxes_and_a_three_digit_text(desktop
         np.testing.assert_allclose(box["rect"], expected, atol=1.5)
     lefts = [box["rect"][0] for box in shown["boxes"]]
     assert lefts == sorted(lefts)  # reading order, left to right
+    # A digit read with low confidence (app.js's LOW_CONFIDENCE) is amber on the photo and in the text.
+    low = [item["confidence"] < 0.8 for item in answer["digits"]]
+    assert [box["low"] for box in shown["boxes"]] == low
+    assert shown["low_text"] == low
+    assert f"confidence {round(100 * answer['confidence'])}%" in shown["text"]
     log.assert_clean(service.url)
 
 

@@ -149,9 +149,9 @@ def test_read_digits_classifies_all_crops_in_one_batch_and_maps_them_back_in_ord
     classify = RecordingClassifier()
     result = read_digits(photo.image, classify)
     assert len(classify.batches) == 1
-    batch = classify.batches[0]
-    assert batch.shape == (5, 28, 28) and batch.dtype == np.uint8
-    assert (batch.reshape(5, -1).max(axis=1) == 255).all()  # MNIST-style: white ink on black
+    batch = classify.batches[0]  # the five crops, then the candidate parts of any wide one (none kept here)
+    assert len(batch) >= 5 and batch.shape[1:] == (28, 28) and batch.dtype == np.uint8
+    assert (batch.reshape(len(batch), -1).max(axis=1) == 255).all()  # MNIST-style: white ink on black
     assert result.text == "012\n34"
     assert [d.digit for d in result.digits] == [0, 1, 2, 3, 4]
     assert [d.box for d in result.digits] == [crop.box for crop in find_digits(photo.image)]
@@ -293,3 +293,92 @@ def test_a_photo_of_separators_alone_reads_as_empty_text():
     classify = RecordingClassifier()
     assert read_digits(image, classify).text == ""
     assert classify.batches == []
+
+
+LABELS = sorted(STROKES)
+
+
+def wide(label: int, factor: float) -> np.ndarray:
+    """The drawn digit stretched `factor` times wider (a wide '0' is as wide as two touching digits)."""
+    drawn = digit(label)
+    size = (round(drawn.shape[1] * factor), drawn.shape[0])
+    return np.asarray(Image.fromarray(drawn).resize(size, Image.Resampling.BILINEAR))
+
+
+class TemplateClassifier:
+    """classify(batch) -> probabilities from the distance of each normalised digit to the drawn digits (and
+    to `extra` templates, with their labels): a digit far from every template gets a low confidence, as a
+    real classifier's does on two digits at once or a slice of one."""
+
+    def __init__(self, extra: dict[int, np.ndarray] | None = None) -> None:
+        from digitops.preprocess import normalize_digit
+
+        pairs = [(label, digit(label)) for label in LABELS] + list((extra or {}).items())
+        self.labels = np.array([label for label, _ in pairs])
+        self.templates = np.stack([normalize_digit(image) for _, image in pairs]).astype(np.float32) / 255
+        self.sizes: list[int] = []  # the size of each batch
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        self.sizes.append(len(batch))
+        distances = np.abs(self.templates[None] - batch[:, None].astype(np.float32) / 255).mean(axis=(2, 3))
+        scores = np.exp(-distances / 0.01)  # (B, t)
+        probabilities = np.zeros((len(batch), 10), np.float32)
+        for label in np.unique(self.labels):
+            probabilities[:, label] = scores[:, self.labels == label].max(axis=1)
+        return probabilities / (probabilities.sum(axis=1, keepdims=True) + np.exp(-0.12 / 0.01))  # reject
+
+
+@pytest.mark.parametrize(
+    ("lines", "seed"),
+    [([[2, 3]], 40), ([[2, 3]], 46), ([[3, 0, 2]], 41), ([[3, 0, 2]], 45), ([[7, 2, 4]], 48)],
+)
+def test_touching_digits_are_split_and_read(lines, seed):
+    photo = condition_photo(lines, seed, touching=1.0)
+    assert len(find_digits(photo.image)) == 1  # really one component
+    result = read_digits(photo.image, TemplateClassifier())
+    assert result.text == "".join(map(str, lines[0]))
+    for read, (x, y, width, height) in zip(result.digits, photo.boxes, strict=True):
+        bx, by, bw, bh = read.box
+        assert bx <= x + width / 2 <= bx + bw and by <= y + height / 2 <= by + bh, (read.box, (x, y))
+
+
+@pytest.mark.parametrize(("label", "seed"), [(0, 50), (4, 51), (2, 52)])
+def test_a_wide_single_digit_read_with_confidence_is_not_split(label, seed):
+    """As wide as two digits (more than 1.1 digit heights): cut, its slices are read with less confidence
+    than the whole, so it stays one digit."""
+    stretched = wide(label, 1.8)
+    rng = np.random.default_rng(seed)
+    photo = make_photo(
+        [[digit(1), stretched, digit(3)]],
+        [[1, label, 3]],
+        rng,
+        digit_height=50,
+        max_rotation=1.0,
+        jpeg_quality=90,
+    )
+    crops = find_digits(photo.image)
+    assert len(crops) == 3 and crops[1].box[2] > 1.1 * crops[1].box[3]
+    classify = TemplateClassifier({label: stretched})  # reads the wide digit whole, as a real model would
+    result = read_digits(photo.image, classify)
+    assert result.text == f"1{label}3"
+    assert classify.sizes[0] > 3  # its cuts were tried, and turned down
+    assert result.digits[1].box == crops[1].box
+
+
+def test_the_string_confidence_is_the_product_of_its_digits():
+    photo = condition_photo([[2, 3]], 40, touching=1.0)
+    result = read_digits(photo.image, TemplateClassifier())
+    assert len(result.digits) == 2
+    assert result.confidence == pytest.approx(np.prod([d.confidence for d in result.digits]))
+    assert all(0.0 < result.confidence <= d.confidence for d in result.digits)
+    assert json.loads(json.dumps(result.to_dict()))["confidence"] == pytest.approx(result.confidence)
+
+
+def test_a_photo_of_separators_alone_has_no_confidence():
+    """Nothing read, nothing to trust: the empty text's confidence is 0, so that a caller asks a person."""
+    image = blank_photo(200, 400, np.random.default_rng(26))
+    draw = ImageDraw.Draw(image)
+    draw.ellipse((60, 114, 66, 120), fill=(25, 25, 60))  # '.'
+    draw.line([(90, 97), (112, 97)], fill=(25, 25, 60), width=5)  # '-'
+    result = read_digits(image, TemplateClassifier())
+    assert (result.text, result.digits, result.confidence) == ("", [], 0.0)

@@ -20,11 +20,13 @@ stays small):
    so that the digits touching its sides are not taken for the paper's edge or the desk.
 
 `read_digits` normalises every crop with `digitops.preprocess.normalize_digit` and classifies them in one
-batched call.
+batched call; a crop wider than one digit of its line is classified cut into parts too, in the same call,
+and read as touching digits when the classifier is sure of each part and surer than of the crop whole.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
@@ -74,6 +76,13 @@ LINE_THICKNESS = 2.0  # a line's pixel thicker than this many times the line's w
 TIGHT_STRIP = 0.25  # writing within this fraction of its height of every side (one touching): a tight crop
 TIGHT_MARGIN = 0.5  # a tight crop is surrounded by paper this fraction of the writing's height wide
 CROP_PAPER = 1.5  # a crop is a square of paper this many times the digit's longer side
+SPLIT_ASPECT = 1.3  # a crop this many times as wide as the line's typical digit may be several digits
+TYPICAL_ASPECT = (0.55, 0.75)  # the line's typical width/height ratio, kept within these (merged pairs)
+PART_WIDTH = 0.15  # a part cut from a wide crop is at least this many digit heights wide (a thin '1')
+PART_HEIGHT = 0.6  # and at least this many digit heights tall (not a sliver of a stroke)
+MAX_CUTS = 6  # candidate cut columns per wide crop: at most 28 distinct parts and 41 cut sets to classify
+MAX_PARTS = 4  # a wide crop is cut into at most this many digits
+SPLIT_SURE = 0.9  # a cut is kept only when the classifier is at least this sure of each of its parts
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: `pixels` is an array, which has no single truth value
@@ -102,10 +111,18 @@ class ReadDigit:
 
 @dataclass(frozen=True)
 class ReadResult:
-    """What a photo says: `text` has one line of digits per written line, separated by '\\n'."""
+    """What a photo says: `text` has one line of digits per written line, separated by '\\n'.
+
+    `confidence` is the product of the digits' confidences: the chance that every digit is right, were the
+    classifier's probabilities calibrated and its mistakes independent. Unlike the least confident digit,
+    it falls as the string grows, as the chance of a mistake somewhere in it does; a caller asks a person
+    when it is low. 0.0 when no digit was read (`text` is ""): there is nothing to trust, and a caller
+    that asks below a threshold asks about an empty reading too.
+    """
 
     text: str
     digits: list[ReadDigit]
+    confidence: float = 0.0
 
     def to_dict(self) -> dict:
         """Plain types only, for JSON."""
@@ -201,16 +218,23 @@ def _tight_margin(boxes: np.ndarray, areas: np.ndarray, kept: np.ndarray, shape:
 def read_digits(image: Image.Image | np.ndarray, classify: Callable[[np.ndarray], np.ndarray]) -> ReadResult:
     """Read the digits of a photo.
 
+    A crop wider than one digit of its line (`_is_wide`) may be touching digits that make one component:
+    it is also cut at the columns of least ink into 2 to `MAX_PARTS` parts (`_cut_sets`), and read as the
+    cut set whose parts the classifier is surest of (by its least confident part), when it is sure of every
+    part (`SPLIT_SURE`) and surer than of the crop read whole. A wide '0' or '4' read whole is surer than
+    of its slices; a slice of a stroke can look like a '1', but rarely one of which it is that sure.
+
     Args:
         image: anything `find_digits` accepts.
         classify: (B, 28, 28) uint8 MNIST-style digits -> (B, 10) float32 probabilities, e.g. a
-            `digitops.infer.classifier.Classifier`. Called once with every digit (not at all when none).
+            `digitops.infer.classifier.Classifier`. Called once, with every crop and every candidate part
+            (not at all when there are none).
 
     Returns:
         The digits in reading order with their boxes and confidences, and the text they spell.
     """
     crops = []
-    digits = []  # (N, 28, 28) uint8
+    digits = []  # (N, 28, 28) uint8: the crops, then the candidate parts of the wide ones
     for crop in find_digits(image):
         try:
             digits.append(normalize_digit(crop.pixels))
@@ -219,16 +243,123 @@ def read_digits(image: Image.Image | np.ndarray, classify: Callable[[np.ndarray]
         crops.append(crop)
     if not crops:
         return ReadResult(text="", digits=[])
+    heights = {line: float(np.median([c.box[3] for c in crops if c.line == line])) for line in _lines(crops)}
+    aspects = {  # the line's typical width/height ratio
+        line: float(np.median([c.box[2] / c.box[3] for c in crops if c.line == line])) for line in heights
+    }
+    candidates = []  # per crop: (its parts, the cut sets as indices into them, their first row) or None
+    for crop in crops:
+        height = heights[crop.line]
+        widths = crop.box[2] / (float(np.clip(aspects[crop.line], *TYPICAL_ASPECT)) * height)  # in digits
+        if widths <= SPLIT_ASPECT:
+            candidates.append(None)
+            continue
+        parts, cut_sets = _cut_sets(crop, height)
+        candidates.append((parts, cut_sets, len(digits)) if cut_sets else None)
+        digits.extend(normalize_digit(part.pixels) for part in parts)
     probabilities = np.asarray(classify(np.stack(digits)))  # (N, 10)
-    predicted = probabilities.argmax(axis=1)
+    confidences = probabilities.max(axis=1)  # (N,)
+    chosen = []  # (crop, its row in `probabilities`) in reading order
+    for row, (crop, candidate) in enumerate(zip(crops, candidates, strict=True)):
+        if candidate is None:
+            chosen.append((crop, row))
+            continue
+        parts, cut_sets, first = candidate
+        scores = [min(confidences[first + index] for index in cut_set) for cut_set in cut_sets]
+        best = int(np.argmax(scores))
+        if scores[best] >= SPLIT_SURE and scores[best] > confidences[row]:
+            chosen.extend((parts[index], first + index) for index in cut_sets[best])
+        else:
+            chosen.append((crop, row))
     read = [
-        ReadDigit(digit=int(label), confidence=float(row[label]), box=crop.box)
-        for crop, row, label in zip(crops, probabilities, predicted, strict=True)
+        ReadDigit(digit=int(probabilities[row].argmax()), confidence=float(confidences[row]), box=crop.box)
+        for crop, row in chosen
     ]
     lines: dict[int, str] = {}
-    for crop, digit in zip(crops, read, strict=True):
+    for (crop, _), digit in zip(chosen, read, strict=True):
         lines[crop.line] = lines.get(crop.line, "") + str(digit.digit)
-    return ReadResult(text="\n".join(lines[number] for number in sorted(lines)), digits=read)
+    return ReadResult(
+        text="\n".join(lines[number] for number in sorted(lines)),
+        digits=read,
+        confidence=float(np.prod([digit.confidence for digit in read])),
+    )
+
+
+def _lines(crops: list[DigitCrop]) -> list[int]:
+    return sorted({crop.line for crop in crops})
+
+
+def _cut_sets(crop: DigitCrop, height: float) -> tuple[list[DigitCrop], list[list[int]]]:
+    """The ways to cut a wide crop into touching digits, by straight cuts at the columns of least ink.
+
+    Candidate cuts are the local minima of the ink's vertical projection, the `MAX_CUTS` lowest, each part at
+    least `PART_WIDTH` digit heights wide; a cut set is 1 to `MAX_PARTS` - 1 of them. A part is the ink
+    between two cuts, on a square of paper like any crop (the same part serves every set that has it); a
+    set with a part shorter than `PART_HEIGHT` digit heights (a sliver of a stroke) is left out.
+
+    Args:
+        crop: a crop of one line; height: the line's digit height in the photo's pixels.
+
+    Returns:
+        The distinct parts (crops with their boxes in the photo's pixels) and the cut sets, each a list of
+        indices into the parts, left to right.
+    """
+    darkness = 1.0 - crop.pixels.astype(np.float32) / 255.0  # (s, s): 0 on paper
+    columns, rows = np.flatnonzero(darkness.any(axis=0)), np.flatnonzero(darkness.any(axis=1))
+    left, right, top, bottom = columns[0], columns[-1] + 1, rows[0], rows[-1] + 1
+    x, y, box_width, box_height = crop.box
+    per_pixel = box_width / (right - left)  # the photo's pixels per crop pixel
+    digit = height / per_pixel  # the line's digit height in crop pixels
+    profile = darkness[:, left:right].sum(axis=0)  # (w,)
+    profile = np.convolve(profile, np.ones(3) / 3, mode="same")  # a stroke's ragged edge is not a minimum
+    least = max(1, round(PART_WIDTH * digit))
+    inner = np.arange(least, right - left - least)
+    minima = inner[(profile[inner] <= profile[inner - 1]) & (profile[inner] <= profile[inner + 1])]
+    cuts: list[int] = []
+    for column in minima[np.argsort(profile[minima], kind="stable")]:
+        if all(abs(column - cut) >= least for cut in cuts):
+            cuts.append(int(column))
+        if len(cuts) == MAX_CUTS:
+            break
+    bounds = [0, *sorted(cuts), right - left]  # column offsets from `left`
+    parts: list[DigitCrop] = []
+    index_of: dict[tuple[int, int], int | None] = {}
+    for start in range(len(bounds)):
+        for end in range(start + 1, len(bounds)):
+            part = darkness[:, left + bounds[start] : left + bounds[end]]
+            part_rows = np.flatnonzero(part.any(axis=1))
+            if part_rows.size == 0 or part_rows[-1] + 1 - part_rows[0] < PART_HEIGHT * digit:
+                index_of[start, end] = None
+                continue
+            index_of[start, end] = len(parts)
+            part_box = (
+                x + round(bounds[start] * per_pixel),
+                y + round((part_rows[0] - top) * box_height / (bottom - top)),
+                max(1, round((bounds[end] - bounds[start]) * per_pixel)),
+                max(1, round((part_rows[-1] + 1 - part_rows[0]) * box_height / (bottom - top))),
+            )
+            parts.append(DigitCrop(box=part_box, pixels=_on_paper(part), line=crop.line))
+    cut_sets = []
+    inner_bounds = range(1, len(bounds) - 1)
+    for count in range(1, MAX_PARTS):
+        for chosen in itertools.combinations(inner_bounds, count):
+            edges = [0, *chosen, len(bounds) - 1]
+            indices = [index_of[start, end] for start, end in itertools.pairwise(edges)]
+            if None not in indices:
+                cut_sets.append(indices)
+    return parts, cut_sets
+
+
+def _on_paper(darkness: np.ndarray) -> np.ndarray:
+    """Ink darkness (h, w), 0 on paper, -> its ink centred on a square of paper `CROP_PAPER` times its longer
+    side, dark on white like `_crop`'s: (s, s) uint8."""
+    rows, columns = np.flatnonzero(darkness.any(axis=1)), np.flatnonzero(darkness.any(axis=0))
+    ink = darkness[rows[0] : rows[-1] + 1, columns[0] : columns[-1] + 1]
+    side = round(CROP_PAPER * max(ink.shape))
+    top, left = (side - ink.shape[0]) // 2, (side - ink.shape[1]) // 2
+    square = np.zeros((side, side), np.float32)
+    square[top : top + ink.shape[0], left : left + ink.shape[1]] = ink
+    return np.round((1.0 - square) * 255).astype(np.uint8)
 
 
 def _grayscale(image: Image.Image | np.ndarray) -> np.ndarray:

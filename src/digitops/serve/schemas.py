@@ -72,6 +72,9 @@ class Reading(BaseModel):
     text: str  # the digits in reading order, lines separated by a newline ("" when none were found)
     digits: list[ReadDigitOut]
     model_version: str
+    # The product of the digits' confidences (the chance all are right); 0.0 when none were found. With a
+    # default, so that an answer without it (an older service) still parses.
+    confidence: float = 0.0
 
 
 class StoredFeedback(BaseModel):

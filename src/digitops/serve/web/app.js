@@ -14,6 +14,7 @@
   const PHOTO_MAX_BYTES = 8e6;      // larger photos are scaled down before they are sent
   const PHOTO_MAX_PIXELS = 12e6;
   const PHOTO_SIDE = 3000;
+  const LOW_CONFIDENCE = 0.8;       // a digit read with less is shown in amber: worth checking by eye
 
   const $ = (id) => document.getElementById(id);
   const canvas = $("pad");
@@ -429,11 +430,13 @@
         photoText.textContent = "No digits found in this photo.";
       } else {
         const count = body.digits.length;
+        const low = body.digits.filter((item) => item.confidence < LOW_CONFIDENCE).length;
         photoText.textContent = "Read: ";
-        const read = document.createElement("span");
-        read.className = "read";
-        read.textContent = body.text;
-        photoText.append(read, ` (${count} digit${count === 1 ? "" : "s"})`);
+        photoText.append(readText(body.text, body.digits));
+        let note = ` (${count} digit${count === 1 ? "" : "s"}`;
+        if (typeof body.confidence === "number") note += `, confidence ${percent(body.confidence, 0)}`;
+        if (low > 0) note += `; check the ${low === 1 ? "amber digit" : `${low} amber digits`}`;
+        photoText.append(`${note})`);
       }
     } catch (error) {
       if (request !== photoRequest) return;
@@ -446,6 +449,29 @@
     }
   });
 
+  // The text read, one span per digit (the digits come in the text's order, newlines between lines), a
+  // digit read with low confidence marked so that the reader checks it.
+  function readText(text, digits) {
+    const read = document.createElement("span");
+    read.className = "read";
+    let index = 0;
+    for (const character of text) {
+      if (character === "\n" || index >= digits.length) {
+        read.append(character);
+        continue;
+      }
+      const item = digits[index++];
+      const span = document.createElement("span");
+      span.textContent = character;
+      if (item.confidence < LOW_CONFIDENCE) {
+        span.className = "low";
+        span.title = `Read as ${item.digit} with ${percent(item.confidence, 0)} confidence: please check`;
+      }
+      read.append(span);
+    }
+    return read;
+  }
+
   // Boxes in percentages of the photo's own size: they follow the image when it is shown smaller.
   function showBoxes(digits) {
     clearBoxes();
@@ -455,12 +481,13 @@
     for (const item of digits) {
       const [x, y, w, h] = item.box;
       const box = document.createElement("div");
-      box.className = "box";
+      box.className = item.confidence < LOW_CONFIDENCE ? "box low" : "box";
       box.style.left = `${(100 * x) / width}%`;
       box.style.top = `${(100 * y) / height}%`;
       box.style.width = `${(100 * w) / width}%`;
       box.style.height = `${(100 * h) / height}%`;
-      box.title = `${item.digit} (${percent(item.confidence, 0)})`;
+      box.title = `${item.digit} (${percent(item.confidence, 0)})`
+        + (item.confidence < LOW_CONFIDENCE ? ": low confidence, please check" : "");
       const label = document.createElement("span");
       label.className = "box-label";
       label.textContent = String(item.digit);
