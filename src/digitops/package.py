@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 from digitops.errors import DigitopsError
-from digitops.infer.classifier import MODEL_FILE, ModelFileError, find_model_file
+from digitops.infer.classifier import MODEL_CARD, MODEL_FILE, ModelFileError, find_model_file
 from digitops.promote import CHAMPION
 
 # The registry tag that promote sets on a version after infra validation, and the value that may ship.
@@ -42,9 +42,10 @@ def import_champion(registered_model: str, bento_model_name: str) -> tuple[str, 
         PackagingError: the alias does not resolve, the version did not pass validation, or it has no ONNX
             file. Nothing is added to the model store then.
 
-    The BentoML model holds the ONNX file only (what the service runs; the Keras file stays in the
-    registry), and is labelled with the registry name, version and run, and
-    carries the version's metric tags as metadata.
+    The BentoML model holds the ONNX file (what the service runs; the Keras file stays in the registry)
+    and the version's model card beside it when promote recorded one (a version registered before model
+    cards has none: it still ships, and `GET /model` says so). It is labelled with the registry name,
+    version and run, and carries the version's metric tags as metadata.
     """
     import bentoml
     import mlflow
@@ -84,6 +85,9 @@ def import_champion(registered_model: str, bento_model_name: str) -> tuple[str, 
         metrics = {key: value for key, value in version.tags.items() if key.startswith("metric.")}
         with bentoml.models.create(bento_model_name, labels=labels, metadata=metrics) as bento_model:
             shutil.copyfile(model_file, bento_model.path_of(MODEL_FILE))
+            card = model_file.with_name(MODEL_CARD)
+            if card.is_file():
+                shutil.copyfile(card, bento_model.path_of(MODEL_CARD))
     return str(bento_model.tag), str(version.version)
 
 
