@@ -56,7 +56,7 @@ def test_python_client_gets_the_models_answers(service, digits):
         assert re.fullmatch(r"digits/\d+", result["model_version"])
 
 
-def test_get_model_answers_the_served_versions_card(service, smoke_repo):
+def test_get_model_answers_the_served_versions_card(service, digits, smoke_repo):
     """GET /model: the card that promote wrote for the served version, as Markdown, with its figures."""
     response = httpx.get(f"{service.url}/model", timeout=10)
     assert response.status_code == 200
@@ -64,7 +64,7 @@ def test_get_model_answers_the_served_versions_card(service, smoke_repo):
     card = response.text
     assert "## Known limitations" in card
     # The served version's card: its title names the version that the answers name (digits/<version>).
-    answer = _classify(service.url, [png_bytes(np.zeros((28, 28), np.uint8))]).json()[0]
+    answer = _classify(service.url, digits.pngs[:1]).json()[0]
     assert card.startswith(f"# Model card: {answer['model_version'].replace('/', ' version ')}\n")
     overall = tables(card)["Evaluation on the test split"][-1]
     assert overall["source"] == "overall"
