@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 from digitops.errors import DigitopsError
-from digitops.infer.classifier import MODEL_FILE, ModelFileError, find_model_file
+from digitops.infer.classifier import MODEL_CARD, MODEL_FILE, ModelFileError, find_model_file
 from digitops.monitoring import PROFILE_FILE
 from digitops.promote import CHALLENGER, CHAMPION
 
@@ -46,12 +46,11 @@ def import_champion(registered_model: str, bento_model_name: str) -> tuple[str, 
             file. Nothing is added to the model store then.
 
     The BentoML model holds the ONNX file (what the service runs; the Keras file stays in the registry) and,
-    when the version has one, the reference profile its drift gauges compare served digits with
-    (digitops.monitoring; without it the service serves unmonitored). It is labelled with the registry
-    name, version and run, and carries the version's metric tags as metadata.
+    when the version has them, the reference profile its drift gauges compare served digits with
+    (digitops.monitoring; without it the service serves unmonitored) and its model card (`GET /model`; a
+    version registered before model cards still ships, and `/model` says it has none). It is labelled with
+    the registry name, version and run, and carries the version's metric tags as metadata.
     """
-    import bentoml
-    import mlflow
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
@@ -69,29 +68,7 @@ def import_champion(registered_model: str, bento_model_name: str) -> tuple[str, 
             f"{status!r}, not {PASSED!r}: only a version that promote validated ships. Point @{CHAMPION} "
             "back at a version that passed: `digitops rollback` (docs/operations.md)"
         )
-    with tempfile.TemporaryDirectory() as scratch:
-        folder = mlflow.artifacts.download_artifacts(
-            f"models:/{registered_model}/{version.version}", dst_path=scratch
-        )
-        try:
-            model_file = find_model_file(Path(folder))
-        except ModelFileError:
-            raise PackagingError(
-                f"{registered_model} version {version.version} (the champion) has no {MODEL_FILE}: it was "
-                "registered before models were exported to ONNX; `dvc repro -f train` registers one that has"
-            ) from None
-        labels = {
-            "registered_model": registered_model,
-            "mlflow_version": str(version.version),
-            "mlflow_run_id": version.run_id,
-        }
-        metrics = {key: value for key, value in version.tags.items() if key.startswith("metric.")}
-        profile = Path(folder) / "extra_files" / PROFILE_FILE  # absent from versions trained before it
-        with bentoml.models.create(bento_model_name, labels=labels, metadata=metrics) as bento_model:
-            shutil.copyfile(model_file, bento_model.path_of(MODEL_FILE))
-            if profile.is_file():
-                shutil.copyfile(profile, bento_model.path_of(PROFILE_FILE))
-    return str(bento_model.tag), str(version.version)
+    return _store_version(registered_model, version, bento_model_name, {}), str(version.version)
 
 
 def import_challenger(registered_model: str, champion_model_tag: str) -> tuple[str, str] | None:
@@ -143,10 +120,14 @@ def import_challenger(registered_model: str, champion_model_tag: str) -> tuple[s
 
 
 def _store_version(registered_model: str, version, bento_model_name: str, labels: dict[str, str]) -> str:
-    """Download a registry version's ONNX file into a new BentoML model; returns the model's tag.
+    """Download a registry version's ONNX file, with its reference profile and model card when it has them,
+    into a new BentoML model; returns the model's tag.
 
     Labelled with the registry name, version and run besides `labels`; the version's metric tags are its
     metadata.
+
+    Raises:
+        PackagingError: the version has no ONNX file. Nothing is added to the model store then.
     """
     import bentoml
     import mlflow
@@ -160,7 +141,7 @@ def _store_version(registered_model: str, version, bento_model_name: str, labels
         except ModelFileError:
             raise PackagingError(
                 f"{registered_model} version {version.version} has no {MODEL_FILE}: it was registered "
-                "before models were exported to ONNX"
+                "before models were exported to ONNX; `dvc repro -f train` registers one that has"
             ) from None
         labels = {
             "registered_model": registered_model,
@@ -169,8 +150,16 @@ def _store_version(registered_model: str, version, bento_model_name: str, labels
             **labels,
         }
         metrics = {key: value for key, value in version.tags.items() if key.startswith("metric.")}
+        # Absent from versions registered before the train stage made profiles and promote wrote cards
+        companions = {
+            PROFILE_FILE: Path(folder) / "extra_files" / PROFILE_FILE,
+            MODEL_CARD: model_file.with_name(MODEL_CARD),
+        }
         with bentoml.models.create(bento_model_name, labels=labels, metadata=metrics) as bento_model:
             shutil.copyfile(model_file, bento_model.path_of(MODEL_FILE))
+            for name, path in companions.items():
+                if path.is_file():
+                    shutil.copyfile(path, bento_model.path_of(name))
     return str(bento_model.tag)
 
 

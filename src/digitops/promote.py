@@ -29,7 +29,7 @@ from digitops.config import PromoteParams
 from digitops.errors import DigitopsError
 from digitops.evaluate import OVERALL, metrics_by_source
 from digitops.fingerprint import file_sha256
-from digitops.infer.classifier import MODEL_FILE, Classifier, ModelFileError, load_classifier
+from digitops.infer.classifier import MODEL_CARD, MODEL_FILE, Classifier, ModelFileError, load_classifier
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -49,6 +49,8 @@ ROLLBACK_REASON = "rollback.reason"
 
 # {"mnist": {"accuracy": ..., "digits": {"1": {"accuracy": ..., "count": ...}, ...}}, ..., "overall": {...}}
 Metrics = Mapping[str, Mapping[str, Any]]
+# (promote's report, the version's registry tags) -> the version's model card, Markdown (digitops.card)
+CardRenderer = Callable[[Mapping[str, Any], Mapping[str, str]], str]
 
 
 class PromotionError(DigitopsError):
@@ -248,6 +250,7 @@ def promote_candidate(
     test: Mapping[str, np.ndarray],
     policy: PromoteParams,
     calibration_bins: int,
+    card: CardRenderer | None = None,
 ) -> dict[str, Any]:
     """Register the candidate logged by `run_id`, gate it, validate it, move the aliases; returns the report.
 
@@ -257,6 +260,9 @@ def promote_candidate(
             gives them: the champion is re-evaluated on the test digits of those sources only.
         reference: the candidate's Keras answers on the test split, for infra validation (parity).
         test: the test split (images, labels, sources) on which the champion is re-evaluated.
+        card: renders the version's model card from the report and the version's tags; when given, the
+            card is logged beside the version's model files (MODEL_CARD) once the decision is made and
+            before any alias moves, so that a version never takes @champion without its card.
 
     Raises:
         PromotionError: the run has no logged model, or the registered version fails infra validation.
@@ -267,7 +273,7 @@ def promote_candidate(
     name = policy.registered_model
     champion = _version_by_alias(client, name, CHAMPION)
     if champion is not None and champion.run_id == run_id:
-        return _report(
+        report = _report(
             name,
             candidate={"version": str(champion.version), "run_id": run_id, "metrics": candidate_metrics},
             champion_before=champion,
@@ -276,6 +282,8 @@ def promote_candidate(
             promoted=False,
             reasons=["the candidate is already the champion: nothing to do"],
         )
+        _log_card(client, report, card)
+        return report
 
     champion_metrics = None
     if champion is not None:
@@ -315,7 +323,7 @@ def promote_candidate(
     rolled_back = _rolled_back_version(client, name, version, model_sha256)
     if rolled_back is not None:
         client.set_model_version_tag(name, version, "decision", "refused: rolled back")
-        return _report(
+        report = _report(
             name,
             candidate={"version": version, "run_id": run_id, "metrics": candidate_metrics},
             champion_before=champion,
@@ -325,13 +333,14 @@ def promote_candidate(
             reasons=[*decision.reasons, _rolled_back_reason(version, rolled_back)],
             validation=validation,
         )
+        _log_card(client, report, card)
+        return report
 
     alias = CHAMPION if decision.promote else CHALLENGER
     client.set_model_version_tag(name, version, "decision", alias)
     if alias == CHAMPION:
         _record_promotion(client, name, version, champion)
-    client.set_registered_model_alias(name, alias, version)  # the only step that changes what serves
-    return _report(
+    report = _report(
         name,
         candidate={"version": version, "run_id": run_id, "metrics": candidate_metrics},
         champion_before=champion,
@@ -341,6 +350,26 @@ def promote_candidate(
         reasons=list(decision.reasons),
         validation=validation,
     )
+    _log_card(client, report, card)
+    client.set_registered_model_alias(name, alias, version)  # the only step that changes what serves
+    return report
+
+
+def _log_card(client, report: Mapping[str, Any], card: CardRenderer | None) -> None:
+    """Render the model card of the report's version and log it beside the version's model files."""
+    if card is None:
+        return
+    name, version = report["registered_model"], report["candidate"]["version"]
+    registered = client.get_model_version(name, version)
+    text = card(report, dict(registered.tags))
+    # The version's files are its logged model's artifacts (source models:/<logged model id>): the card
+    # goes there, where `download_artifacts("models:/<name>/<version>")` brings it along.
+    if not registered.source.startswith("models:/"):
+        raise PromotionError(f"{name} version {version} comes from {registered.source}, not a logged model")
+    with tempfile.TemporaryDirectory() as scratch:
+        path = Path(scratch) / MODEL_CARD
+        path.write_text(text, encoding="utf-8")
+        client.log_model_artifact(registered.source.removeprefix("models:/"), str(path))
 
 
 def served_model_sha256(folder: Path) -> str | None:

@@ -152,6 +152,8 @@ def test_only_a_validated_champion_is_packaged_and_a_hand_moved_alias_is_refused
     assert labels["registered_model"] == "validated" and labels["mlflow_version"] == "1"
     assert (model_folder / "model.onnx").is_file()
     assert not (model_folder / PROFILE_FILE).exists()  # a version logged before the reference profile
+    # A version registered without a model card (before promote wrote them) still ships, without one.
+    assert not (model_folder / "model_card.md").exists()
 
 
 def test_the_reference_profile_ships_with_the_model_when_the_version_has_one(store, tmp_path):
@@ -257,3 +259,37 @@ def test_a_validated_challenger_is_packaged_beside_the_champion_and_paired_with_
     assert again["champion"] != shadowed["champion"]
     assert again["challenger"] is None and again["paired"] is None
     assert len(_stored_models(bentoml_home)["shadowed-challenger"]) == 1
+
+
+def test_the_champions_model_card_ships_beside_its_model(store, tmp_path):
+    """The card promote logged beside the version's model files lands beside model.onnx in the BentoML
+    model, byte for byte."""
+    tracking_uri, _, _ = store
+    scratch = tmp_path / "model"
+    scratch.mkdir()
+    keras.utils.set_random_seed(1)
+    model = build_model("seed004")
+    keras_file, onnx_file = scratch / "model.keras", scratch / "model.onnx"
+    model.save(keras_file)
+    export_onnx(model, onnx_file)
+    with mlflow.start_run() as run:
+        log_candidate_model(onnx_file, keras_file, input_example=np.zeros((1, 28, 28), np.uint8))
+    (logged,) = mlflow.search_logged_models(
+        experiment_ids=[run.info.experiment_id],
+        filter_string=f"source_run_id = '{run.info.run_id}'",
+        output_format="list",
+    )
+    _register(logged.model_uri, "carded", ["passed"])
+    client = MlflowClient()
+    client.set_registered_model_alias("carded", "champion", "1")
+    card = "# Model card: carded version 1\n\nAccuracy 12.34% \u2014 \u00e9t\u00e9\n"
+    (scratch / "model_card.md").write_text(card, encoding="utf-8")
+    client.log_model_artifact(logged.model_id, str(scratch / "model_card.md"))
+
+    bentoml_home = tmp_path / "bentoml"
+    answers = _package(["carded"], tracking_uri, bentoml_home)
+    assert answers["carded"]["version"] == "1"
+    (version,) = _stored_models(bentoml_home)["carded"]
+    assert (bentoml_home / "models" / "carded" / version / "model_card.md").read_text(
+        encoding="utf-8"
+    ) == card

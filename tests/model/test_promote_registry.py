@@ -76,9 +76,9 @@ def _reference(model, test_split) -> ParityReference:
     return ParityReference(images, _probabilities(model, images), known=np.arange(32))
 
 
-def _promote(model, test_split, policy, tmp_path, reference_from=None, before_promotion=None):
+def _promote(model, test_split, policy, tmp_path, reference_from=None, before_promotion=None, card=None):
     """Log `model` and put it through promotion, with the parity reference of `reference_from` (default:
-    itself); `before_promotion(run_id)` runs between logging and promoting."""
+    itself); `before_promotion(run_id)` runs between logging and promoting; `card` renders the card."""
     metrics = metrics_by_source(
         _probabilities(model, test_split["images"]), test_split["labels"], test_split["sources"], 15
     )
@@ -86,7 +86,7 @@ def _promote(model, test_split, policy, tmp_path, reference_from=None, before_pr
     if before_promotion:
         before_promotion(run_id)
     reference = _reference(reference_from or model, test_split)
-    return run_id, promote_candidate(run_id, metrics, reference, test_split, policy, 15)
+    return run_id, promote_candidate(run_id, metrics, reference, test_split, policy, 15, card)
 
 
 def _policy(**changes) -> PromoteParams:
@@ -231,3 +231,32 @@ def test_a_truncated_onnx_file_fails_infra_validation_with_its_reason(
     assert _alias(policy.registered_model, "champion").run_id == weak_run
     rejected = MlflowClient().get_model_version(policy.registered_model, "2")
     assert rejected.tags["validation_status"] == "failed" and rejected.tags["decision"] == "rejected"
+
+
+def test_every_promoted_version_gets_its_card_before_any_alias_moves(
+    store, test_split, weak_and_strong, tmp_path
+):
+    strong_model, weak_model = weak_and_strong[1], weak_and_strong[0]
+    policy = _policy()
+    name = policy.registered_model
+    rendered: dict[str, dict] = {}
+
+    def card(report, tags) -> str:
+        version = report["candidate"]["version"]
+        held = MlflowClient().get_registered_model(name).aliases  # alias -> version, as they stand now
+        rendered[version] = {"tags": dict(tags), "aliases_then": {a: str(v) for a, v in held.items()}}
+        return f"# Model card: {name} version {version}\n\nalias {report['alias']}, {tags['decision']}\n"
+
+    _promote(strong_model, test_split, policy, tmp_path, card=card)  # version 1: champion
+    _, report = _promote(weak_model, test_split, policy, tmp_path, card=card)  # version 2: challenger
+    assert report["alias"] == "challenger"
+    for version, alias in (("1", "champion"), ("2", "challenger")):
+        folder = Path(
+            mlflow.artifacts.download_artifacts(f"models:/{name}/{version}", dst_path=str(tmp_path / version))
+        )
+        text = (folder / "model_card.md").read_text()
+        assert text == f"# Model card: {name} version {version}\n\nalias {alias}, {alias}\n"
+        # Rendered with the version's tags after the decision, before the alias moved onto it.
+        assert rendered[version]["tags"]["validation_status"] == "passed"
+        assert version not in rendered[version]["aliases_then"].values()
+    assert rendered["1"]["aliases_then"] == {} and rendered["2"]["aliases_then"] == {"champion": "1"}

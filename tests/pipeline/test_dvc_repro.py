@@ -17,6 +17,7 @@ from PIL import Image
 
 from digitops.infer.inputs import InputLimits, png_bytes
 from digitops.serve.feedback import store_drawings
+from tests.cards import number, share, tables
 from tests.fakes import FOUR_STROKES, SEVEN_STROKES, canvas_rgba, draw_strokes
 from tests.smoke import CAP
 from tests.smoke import run as _run
@@ -184,6 +185,42 @@ def test_promote_makes_the_first_model_champion_after_infra_validation(repo):
     assert champion.run_id == run_id and str(champion.version) == report["champion"]
     assert champion.tags["validation_status"] == "passed" and champion.tags["parity.mismatched_digits"] == "0"
     assert float(champion.tags["metric.overall.accuracy"]) == pytest.approx(evaluation["overall"]["accuracy"])
+
+
+def test_the_model_card_gives_the_runs_figures_and_ships_with_the_version(repo, env):
+    """reports/model_card.md: each figure read back equals metrics/eval.json's and the version's registry
+    tag; the same card is logged beside the version's model files and packaged beside model.onnx."""
+    card = (repo / "reports/model_card.md").read_text()
+    evaluation = json.loads((repo / "metrics/eval.json").read_text())
+    report = json.loads((repo / "reports/promotion.json").read_text())
+    champion = _champion(repo)
+    assert card.startswith(f"# Model card: digits version {champion.version}\n")
+    rows = tables(card)["Evaluation on the test split"]
+    sources = [name for name in report["candidate"]["metrics"] if name != "overall"]
+    assert [row["source"] for row in rows] == [*sources, "overall"]
+    for row in rows:
+        figures, name = evaluation[row["source"]], row["source"]
+        assert number(row["test digits"]) == figures["count"] == float(champion.tags[f"metric.{name}.count"])
+        for column, key in (("accuracy", "accuracy"), ("macro-F1", "macro_f1"), ("ECE", "ece")):
+            assert share(row[column], figures[key]) and share(
+                row[column], float(champion.tags[f"metric.{name}.{key}"])
+            )
+        assert share(row["ECE before calibration"], evaluation["calibration"][name]["ece_before"])
+    for row in tables(card)["Accuracy per digit"]:
+        for name in ("overall", *sources):
+            assert share(row[name], evaluation[name]["digits"][row["digit"]]["accuracy"])
+    temperature = json.loads((repo / "metrics/train.json").read_text())["calibration"]["temperature"]
+    assert f"temperature {temperature:.4f} applied in the model" in card
+    assert f"`{champion.tags['model_sha256']}`" in card
+    assert all(f"- {reason}\n" in card for reason in report["reasons"])
+    assert "## Serving benchmark\n\nNot measured for this build." in card  # the copy has no docs/
+    # Logged with the version (beside its model files, where models:/digits/<version> brings it along)...
+    logged = _mlflow(repo).get_logged_model(champion.source.removeprefix("models:/"))
+    assert (Path(logged.artifact_location.removeprefix("file://")) / "model_card.md").read_text() == card
+    # ...and packaged beside model.onnx.
+    model_tag = json.loads((repo / "reports/package.json").read_text())["bento_model"]
+    packaged = Path(env["BENTOML_HOME"]) / "models" / model_tag.replace(":", "/") / "model_card.md"
+    assert packaged.read_text() == card
 
 
 def test_package_puts_the_champion_in_the_bentoml_store_and_builds_a_bento(smoke_repo):

@@ -18,6 +18,7 @@ from PIL import Image
 from digitops.cli import main as digitops_cli
 from digitops.infer.inputs import digit_from_image, png_bytes
 from digitops.preprocess import normalize_digits
+from tests.cards import share, tables
 from tests.fakes import (
     SEVEN_STROKES,
     canvas_rgba,
@@ -53,6 +54,23 @@ def test_python_client_gets_the_models_answers(service, digits):
         np.testing.assert_allclose(result["probabilities"], expected, atol=1e-5)
         assert result["confidence"] == pytest.approx(max(result["probabilities"]))
         assert re.fullmatch(r"digits/\d+", result["model_version"])
+
+
+def test_get_model_answers_the_served_versions_card(service, digits, smoke_repo):
+    """GET /model: the card that promote wrote for the served version, as Markdown, with its figures."""
+    response = httpx.get(f"{service.url}/model", timeout=10)
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "text/markdown; charset=utf-8"
+    card = response.text
+    assert "## Known limitations" in card
+    # The served version's card: its title names the version that the answers name (digits/<version>).
+    answer = _classify(service.url, digits.pngs[:1]).json()[0]
+    assert card.startswith(f"# Model card: {answer['model_version'].replace('/', ' version ')}\n")
+    overall = tables(card)["Evaluation on the test split"][-1]
+    assert overall["source"] == "overall"
+    assert share(overall["accuracy"], smoke_repo.evaluation["overall"]["accuracy"])
+    page = httpx.get(f"{service.url}/", timeout=10).text
+    assert 'href="/model"' in page
 
 
 def test_plain_multipart_http_gets_the_models_answers(service, digits):

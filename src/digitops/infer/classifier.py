@@ -20,6 +20,7 @@ from digitops.errors import DigitopsError
 from digitops.preprocess import MNIST_SIZE
 
 MODEL_FILE = "model.onnx"  # at the root of an MLflow ONNX model, and inside our BentoML model
+MODEL_CARD = "model_card.md"  # beside MODEL_FILE in both, when promote recorded one (digitops.card)
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
 # ONNX Runtime's graph optimisation levels, by the names params.yaml uses (serve.graph_optimization).

@@ -1,6 +1,8 @@
-"""The lean routes, mounted beside the service's `@bentoml.api` methods: the page and two raw-body endpoints.
+"""The lean routes, mounted beside the service's `@bentoml.api` methods: the page, the model card and two
+raw-body endpoints.
 
     GET  /        the page to draw a digit, read a photo and contribute drawings (files in web/)
+    GET  /model   the served version's model card (Markdown), as promote recorded it (digitops.card)
     POST /digit   the body is one image file (PNG, JPEG, ...) -> one prediction
     POST /digits  the body is N digits as raw (N, 28, 28) uint8 bytes -> N predictions
 
@@ -22,6 +24,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from digitops.infer.classifier import MODEL_CARD
 from digitops.infer.inputs import BadInputError, check_count
 from digitops.preprocess import MNIST_SIZE
 from digitops.serve.batcher import OverloadedError
@@ -30,6 +33,7 @@ from digitops.serve.schemas import JSON
 from digitops.serve.settings import LIMITS
 
 WEB_DIR = Path(__file__).with_name("web")  # the drawing page (GET /)
+MARKDOWN = "text/markdown; charset=utf-8"
 
 
 def _digits_from_array(data: bytes) -> np.ndarray:
@@ -93,9 +97,25 @@ async def _page(_request: Request) -> Response:
     return FileResponse(WEB_DIR / "index.html")
 
 
+async def _model_card(_request: Request) -> Response:
+    """GET /model: the model card that package copied into the BentoML model beside model.onnx; a 404 that
+    says so for a version registered before promote recorded cards."""
+    service = bentoml.get_current_service()  # this worker's DigitClassifier
+    card = Path(service.bento_model.path) / MODEL_CARD
+    if card.is_file():
+        return FileResponse(card, media_type=MARKDOWN)
+    return Response(
+        f"# Model card: {service.model_version}\n\nNo model card was recorded for this version: it was "
+        "registered before promote wrote model cards.\n",
+        status_code=404,
+        media_type=MARKDOWN,
+    )
+
+
 LEAN_ROUTES = Starlette(
     routes=[
         Route("/", _page, methods=["GET"]),
+        Route("/model", _model_card, methods=["GET"]),
         Mount("/web", StaticFiles(directory=WEB_DIR, check_dir=False), name="web"),
         Route("/digit", _classify_digit, methods=["POST"]),
         Route("/digits", _classify_digits, methods=["POST"]),
