@@ -56,6 +56,8 @@ def test_stage_deps_cover_the_modules_it_imports(stage):
     script = REPO_ROOT / "pipeline" / f"{definition['cmd'].split()[-1].split('.')[-1]}.py"
     deps = [REPO_ROOT / dep for dep in definition["deps"] if "${" not in dep]
     assert script in deps
+    repeated = sorted({dep for dep in definition["deps"] if definition["deps"].count(dep) > 1})
+    assert not repeated, f"{stage}: listed more than once: {repeated}"  # merges tend to add a second copy
     for module in _digitops_imports(script):
         relative = module.relative_to(SRC).as_posix()
         if relative in NOT_REQUIRED:
