@@ -382,3 +382,23 @@ def test_a_photo_of_separators_alone_has_no_confidence():
     draw.line([(90, 97), (112, 97)], fill=(25, 25, 60), width=5)  # '-'
     result = read_digits(image, TemplateClassifier())
     assert (result.text, result.digits, result.confidence) == ("", [], 0.0)
+
+
+def broken(label: int) -> np.ndarray:
+    """The drawn digit with a gap across its middle, as a light pen leaves it: a top and a bottom piece."""
+    drawn = digit(label).copy()
+    drawn[120:140] = 0
+    return drawn
+
+
+@pytest.mark.parametrize("seed", [60, 61, 62])
+def test_digits_drawn_in_broken_strokes_are_read_whole(seed):
+    """Every digit in two pieces, each half a digit tall: the pieces' typical height is half a digit's,
+    yet each digit is one crop, read as itself."""
+    labels = [3, 0, 2, 3, 0, 7]
+    pieces = [broken(label) for label in labels]
+    assert all(cc3d.connected_components(p > 0, connectivity=8).max() >= 2 for p in pieces)  # really broken
+    rng = np.random.default_rng(seed)
+    photo = make_photo([pieces], [labels], rng, digit_height=50, max_rotation=1.0, jpeg_quality=90)
+    assert_found(find_digits(photo.image), photo)
+    assert read_digits(photo.image, TemplateClassifier()).text == "302307"

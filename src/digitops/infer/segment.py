@@ -56,6 +56,7 @@ STACK_GAP = 0.3  # pieces this close vertically (fraction of the typical digit h
 STACK_OVERLAP = 0.2  # close pieces one above the other, sharing this much of the narrower's width: one digit
 NEST_OVERLAP = 0.5  # close pieces side by side, sharing this much of the narrower's width: one digit
 MAX_MERGED_HEIGHT = 1.6  # merged pieces span at most this many digit heights (two lines stay apart)
+HEIGHT_GROWTH = 1.15  # pieces merged this many times taller than the digit height: estimate it again
 FRAGMENT_AREA = 0.35  # a group with less ink than this fraction of a digit's is small (maybe a fragment)
 FRAGMENT_HEIGHT = 0.6  # a small group less tall than this fraction of a digit is a short fragment
 FRAGMENT_GAP = 0.2  # a short fragment joins the nearest digit within this fraction of the digit height
@@ -592,7 +593,25 @@ def _typical_height(boxes: np.ndarray, areas: np.ndarray, shape: tuple[int, int]
     candidates = ~elongated & ~huge & ~tiny
     if not candidates.any():
         return None
-    return _weighted_median(heights[candidates], areas[candidates])
+    candidates = np.flatnonzero(candidates)
+    candidates = candidates[np.argsort(-areas[candidates])[:MAX_COMPONENTS]]  # on a photo full of texture
+    return _whole_height(
+        boxes[candidates], areas[candidates], _weighted_median(heights[candidates], areas[candidates])
+    )
+
+
+def _whole_height(boxes: np.ndarray, areas: np.ndarray, digit_height: float) -> float:
+    """The typical height of the digits made of the pieces `boxes` (n, 4), `areas` (n,), whose typical height
+    is `digit_height`: weighted by ink, the median height of the pieces merged without `MAX_MERGED_HEIGHT`.
+
+    With a light pen most digits are broken into pieces, and their typical height is a piece's: too small
+    for the pieces of one digit to merge, or for a digit's bar to be told from a line. Merged without the
+    limit on their height, they make whole digits again; two lines of digits are still further apart than
+    `STACK_GAP`. Digits in one piece each keep their height.
+    """
+    members, whole = _merge_pieces([[index] for index in range(len(boxes))], boxes, digit_height, np.inf)
+    whole_height = _weighted_median(_heights(whole), np.array([areas[group].sum() for group in members]))
+    return max(digit_height, whole_height)
 
 
 def _digit_groups(
@@ -624,6 +643,12 @@ def _digit_groups(
     digit_area = _weighted_median(areas[typical], areas[typical])
     keep = keep[np.argsort(-areas[keep])[:MAX_COMPONENTS]]  # the largest, on a photo full of texture
     members, group_boxes = _merge_pieces([[index] for index in keep], boxes[keep], digit_height)
+    whole_height = _whole_height(
+        group_boxes, np.array([areas[group].sum() for group in members]), digit_height
+    )
+    if whole_height > HEIGHT_GROWTH * digit_height:
+        digit_height = whole_height
+        members, group_boxes = _merge_pieces(members, group_boxes, digit_height)
     members, group_boxes = _attach_fragments(members, group_boxes, areas, digit_height, digit_area)
     group_areas = np.array([areas[group].sum() for group in members])
     group_ink = np.array([ink_sums[group].sum() for group in members]) / group_areas  # mean ink strength
@@ -634,9 +659,7 @@ def _digit_groups(
     faint = group_ink < FAINT_INK * _weighted_median(group_ink, group_areas)
     too_small = group_heights < max(MIN_DIGIT_SIDE * min(height, width), 4)
     group_widths = group_boxes[:, 2] - group_boxes[:, 0]
-    at_side = (
-        (group_boxes[:, :2] == 0).any(axis=1) | (group_boxes[:, 2] == width) | (group_boxes[:, 3] == height)
-    )
+    at_side = _at_side(group_boxes, shape)
     frame = at_side & (
         (np.maximum(group_widths, group_heights) > FRAME_SIZE * digit_height)
         | (np.maximum(group_widths, group_heights) > FRAME_ASPECT * np.minimum(group_widths, group_heights))
@@ -647,8 +670,21 @@ def _digit_groups(
     return [np.array(group) for group, dropped in zip(members, drop, strict=True) if not dropped]
 
 
+def _at_side(boxes: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Which boxes (g, 4) touch a side of the image of `shape` (h, w): (g,) bool."""
+    height, width = shape
+    return (boxes[:, :2] == 0).any(axis=1) | (boxes[:, 2] == width) | (boxes[:, 3] == height)
+
+
+def _heights(boxes: np.ndarray) -> np.ndarray:
+    return boxes[:, 3] - boxes[:, 1]
+
+
 def _merge_pieces(
-    members: list[list[int]], group_boxes: np.ndarray, digit_height: float
+    members: list[list[int]],
+    group_boxes: np.ndarray,
+    digit_height: float,
+    max_height: float = MAX_MERGED_HEIGHT,
 ) -> tuple[list[list[int]], np.ndarray]:
     """Merge groups whose boxes (g, 4) hold pieces of one digit (`_pieces_of_one`) until none are left.
 
@@ -657,7 +693,7 @@ def _merge_pieces(
     group_boxes = group_boxes.copy()
     current = 0
     while current < len(members):
-        joins = _pieces_of_one(group_boxes[current], group_boxes, digit_height)  # (g,) bool
+        joins = _pieces_of_one(group_boxes[current], group_boxes, digit_height, max_height)  # (g,) bool
         joins[current] = False
         if not joins.any():
             current += 1
@@ -719,7 +755,9 @@ def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
     return float(values[order][np.searchsorted(cumulative, cumulative[-1] / 2)])
 
 
-def _pieces_of_one(box: np.ndarray, others: np.ndarray, digit_height: float) -> np.ndarray:
+def _pieces_of_one(
+    box: np.ndarray, others: np.ndarray, digit_height: float, max_height: float = MAX_MERGED_HEIGHT
+) -> np.ndarray:
     """Which of the boxes `others` (g, 4) hold pieces of the same digit as `box` (4,), all x0, y0, x1, y1.
 
     Stacked: one above the other, close, sharing some width (the bar and the body of a '5'). Or
@@ -734,7 +772,7 @@ def _pieces_of_one(box: np.ndarray, others: np.ndarray, digit_height: float) -> 
     narrower = np.minimum(box[2] - box[0], others[:, 2] - others[:, 0])
     shorter = np.minimum(box[3] - box[1], others[:, 3] - others[:, 1])
     merged_height = np.maximum(box[3], others[:, 3]) - np.minimum(box[1], others[:, 1])
-    close = (overlap_y >= -STACK_GAP * digit_height) & (merged_height <= MAX_MERGED_HEIGHT * digit_height)
+    close = (overlap_y >= -STACK_GAP * digit_height) & (merged_height <= max_height * digit_height)
     stacked = (overlap_y <= 0.5 * shorter) & (overlap_x >= STACK_OVERLAP * narrower)
     return close & (stacked | (overlap_x >= NEST_OVERLAP * narrower))
 
