@@ -84,6 +84,10 @@ PART_HEIGHT = 0.6  # and at least this many digit heights tall (not a sliver of 
 MAX_CUTS = 6  # candidate cut columns per wide crop: at most 28 distinct parts and 41 cut sets to classify
 MAX_PARTS = 4  # a wide crop is cut into at most this many digits
 SPLIT_SURE = 0.9  # a cut is kept only when the classifier is at least this sure of each of its parts
+SLASH_HEIGHT = 0.8  # a part cut off a wide crop, at least this many digit heights tall, ...
+SLASH_LEAN = (0.2, 0.6)  # ... leaning right by this fraction of its height, ...
+SLASH_WIDTH = 0.2  # ... a stroke no wider across than this fraction of its height ...
+SLASH_BEND = 0.03  # ... straight to this fraction of its height, is a slash touching a digit
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: `pixels` is an array, which has no single truth value
@@ -224,6 +228,7 @@ def read_digits(image: Image.Image | np.ndarray, classify: Callable[[np.ndarray]
     cut set whose parts the classifier is surest of (by its least confident part), when it is sure of every
     part (`SPLIT_SURE`) and surer than of the crop read whole. A wide '0' or '4' read whole is surer than
     of its slices; a slice of a stroke can look like a '1', but rarely one of which it is that sure.
+    A part cut off that is a slash touching a digit (`_is_slash`) is left out of the text.
 
     Args:
         image: anything `find_digits` accepts.
@@ -269,7 +274,12 @@ def read_digits(image: Image.Image | np.ndarray, classify: Callable[[np.ndarray]
         scores = [min(confidences[first + index] for index in cut_set) for cut_set in cut_sets]
         best = int(np.argmax(scores))
         if scores[best] >= SPLIT_SURE and scores[best] > confidences[row]:
-            chosen.extend((parts[index], first + index) for index in cut_sets[best])
+            # A slash touching a digit is cut off as a part the classifier reads as a '1': left out.
+            chosen.extend(
+                (parts[index], first + index)
+                for index in cut_sets[best]
+                if not _is_slash(parts[index], heights[crop.line])
+            )
         else:
             chosen.append((crop, row))
     read = [
@@ -349,6 +359,32 @@ def _cut_sets(crop: DigitCrop, height: float) -> tuple[list[DigitCrop], list[lis
             if None not in indices:
                 cut_sets.append(indices)
     return parts, cut_sets
+
+
+def _is_slash(part: DigitCrop, height: float) -> bool:
+    """Whether a part cut from a wide crop is a slash: one thin straight stroke about as tall as the line's
+    digits (`height`, the photo's pixels), leaning right by `SLASH_LEAN` of its height.
+
+    Its box alone is a slanted '1''s, and many written '1's lean as much; what tells them apart is that a
+    slash is ruled straight, where a '1' written with a lean mostly bends a little (`SLASH_BEND` is tight
+    for that reason). Only a part is asked: a slash standing apart is still read as a '1'.
+    """
+    darkness = 255 - part.pixels.astype(np.int32)  # (s, s): 0 on paper
+    ink = darkness > darkness.max() / 2  # (s, s) bool: a pale pen's ink too
+    rows = np.flatnonzero(ink.any(axis=1))
+    if rows.size < 4 or part.box[3] < SLASH_HEIGHT * height:
+        return False
+    ink = ink[rows[0] : rows[-1] + 1]
+    tall = len(ink)
+    columns = np.arange(ink.shape[1])
+    counts = ink.sum(axis=1)  # (t,)
+    centres = np.where(counts > 0, (ink * columns).sum(axis=1) / np.maximum(counts, 1), np.nan)  # (t,)
+    known = ~np.isnan(centres)
+    y = np.arange(tall)[known]
+    slope, offset = np.polyfit(y, centres[known], 1)  # x = slope * y + offset: negative leans right
+    straight = np.abs(centres[known] - (slope * y + offset)).max() <= SLASH_BEND * tall
+    thin = np.median(counts[known]) <= SLASH_WIDTH * tall
+    return bool(straight and thin and SLASH_LEAN[0] <= -slope <= SLASH_LEAN[1])
 
 
 def _on_paper(darkness: np.ndarray) -> np.ndarray:
