@@ -382,3 +382,82 @@ def test_a_photo_of_separators_alone_has_no_confidence():
     draw.line([(90, 97), (112, 97)], fill=(25, 25, 60), width=5)  # '-'
     result = read_digits(image, TemplateClassifier())
     assert (result.text, result.digits, result.confidence) == ("", [], 0.0)
+
+
+def broken(label: int) -> np.ndarray:
+    """The drawn digit with a gap across its middle, as a light pen leaves it: a top and a bottom piece."""
+    drawn = digit(label).copy()
+    drawn[120:140] = 0
+    return drawn
+
+
+@pytest.mark.parametrize("seed", [60, 61, 62])
+def test_digits_drawn_in_broken_strokes_are_read_whole(seed):
+    """Every digit in two pieces, each half a digit tall: the pieces' typical height is half a digit's,
+    yet each digit is one crop, read as itself."""
+    labels = [3, 0, 2, 3, 0, 7]
+    pieces = [broken(label) for label in labels]
+    assert all(cc3d.connected_components(p > 0, connectivity=8).max() >= 2 for p in pieces)  # really broken
+    rng = np.random.default_rng(seed)
+    photo = make_photo([pieces], [labels], rng, digit_height=50, max_rotation=1.0, jpeg_quality=90)
+    assert_found(find_digits(photo.image), photo)
+    assert read_digits(photo.image, TemplateClassifier()).text == "302307"
+
+
+SLASH = [(225, 30), (160, 226)]  # leaning right by a third of its height
+TWO_LEFT = [
+    [(x - 50, y) for x, y in STROKES[2][0]]
+]  # a '2' moved left: its base's end meets the slash's foot
+
+
+class LookupClassifier:
+    """classify(batch) -> sure (0.91) of the images it was taught, exactly, with their labels; unsure (at
+    most 0.3) of anything else, as a model is of a slice of a digit."""
+
+    def __init__(self, taught: list[tuple[np.ndarray, int]]) -> None:
+        self.taught = taught
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        probabilities = np.full((len(batch), 10), 0.7 / 9, np.float32)
+        probabilities[:, 0] = 0.3
+        for row, image in enumerate(batch):
+            for known, label in self.taught:
+                if np.array_equal(image, known):
+                    probabilities[row] = 0.01
+                    probabilities[row, label] = 0.91
+        return probabilities
+
+
+@pytest.mark.parametrize("seed", [70, 72, 73, 74])
+def test_a_slash_touching_a_digit_is_left_out_of_the_text(seed):
+    """'3 2/ 0' with the slash's foot touching the '2': one component, cut into the '2' and the slash, of
+    which a model is sure, reading the slash as a '1'; the slash is left out."""
+    from digitops.infer.segment import _cut_sets
+    from digitops.preprocess import normalize_digit
+
+    two_slash = draw_strokes([*TWO_LEFT, SLASH])
+    assert cc3d.connected_components(two_slash > 0, connectivity=8).max() == 1  # really touching
+    rng = np.random.default_rng(seed)
+    photo = make_photo(
+        [[digit(3), two_slash, digit(0)]],
+        [[3, 2, 0]],
+        rng,
+        digit_height=50,
+        max_rotation=1.0,
+        jpeg_quality=90,
+    )
+    crops = find_digits(photo.image)
+    assert len(crops) == 3
+    pair = crops[1]
+    parts, _ = _cut_sets(pair, float(np.median([crop.box[3] for crop in crops])))
+    right = pair.box[0] + pair.box[2]
+    ends = [
+        part for part in parts if part.box[0] + part.box[2] >= right - 1 and part.box[3] >= 0.9 * pair.box[3]
+    ]
+    slash = min(ends, key=lambda part: part.box[2])  # the narrowest part at the right as tall as the slash
+    two = next(p for p in parts if p.box[0] == pair.box[0] and abs(p.box[0] + p.box[2] - slash.box[0]) <= 1)
+    taught = [(crops[0], 3), (two, 2), (slash, 1), (crops[2], 0)]
+    classify = LookupClassifier([(normalize_digit(crop.pixels), label) for crop, label in taught])
+    result = read_digits(photo.image, classify)
+    assert result.text == "320"
+    assert [d.box for d in result.digits] == [crops[0].box, two.box, crops[2].box]

@@ -56,6 +56,7 @@ STACK_GAP = 0.3  # pieces this close vertically (fraction of the typical digit h
 STACK_OVERLAP = 0.2  # close pieces one above the other, sharing this much of the narrower's width: one digit
 NEST_OVERLAP = 0.5  # close pieces side by side, sharing this much of the narrower's width: one digit
 MAX_MERGED_HEIGHT = 1.6  # merged pieces span at most this many digit heights (two lines stay apart)
+HEIGHT_GROWTH = 1.15  # pieces merged this many times taller than the digit height: estimate it again
 FRAGMENT_AREA = 0.35  # a group with less ink than this fraction of a digit's is small (maybe a fragment)
 FRAGMENT_HEIGHT = 0.6  # a small group less tall than this fraction of a digit is a short fragment
 FRAGMENT_GAP = 0.2  # a short fragment joins the nearest digit within this fraction of the digit height
@@ -83,6 +84,10 @@ PART_HEIGHT = 0.6  # and at least this many digit heights tall (not a sliver of 
 MAX_CUTS = 6  # candidate cut columns per wide crop: at most 28 distinct parts and 41 cut sets to classify
 MAX_PARTS = 4  # a wide crop is cut into at most this many digits
 SPLIT_SURE = 0.9  # a cut is kept only when the classifier is at least this sure of each of its parts
+SLASH_HEIGHT = 0.8  # a part cut off a wide crop, at least this many digit heights tall, ...
+SLASH_LEAN = (0.2, 0.6)  # ... leaning right by this fraction of its height, ...
+SLASH_WIDTH = 0.2  # ... a stroke no wider across than this fraction of its height ...
+SLASH_BEND = 0.03  # ... straight to this fraction of its height, is a slash touching a digit
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: `pixels` is an array, which has no single truth value
@@ -223,6 +228,7 @@ def read_digits(image: Image.Image | np.ndarray, classify: Callable[[np.ndarray]
     cut set whose parts the classifier is surest of (by its least confident part), when it is sure of every
     part (`SPLIT_SURE`) and surer than of the crop read whole. A wide '0' or '4' read whole is surer than
     of its slices; a slice of a stroke can look like a '1', but rarely one of which it is that sure.
+    A part cut off that is a slash touching a digit (`_is_slash`) is left out of the text.
 
     Args:
         image: anything `find_digits` accepts.
@@ -268,7 +274,12 @@ def read_digits(image: Image.Image | np.ndarray, classify: Callable[[np.ndarray]
         scores = [min(confidences[first + index] for index in cut_set) for cut_set in cut_sets]
         best = int(np.argmax(scores))
         if scores[best] >= SPLIT_SURE and scores[best] > confidences[row]:
-            chosen.extend((parts[index], first + index) for index in cut_sets[best])
+            # A slash touching a digit is cut off as a part the classifier reads as a '1': left out.
+            chosen.extend(
+                (parts[index], first + index)
+                for index in cut_sets[best]
+                if not _is_slash(parts[index], heights[crop.line])
+            )
         else:
             chosen.append((crop, row))
     read = [
@@ -348,6 +359,32 @@ def _cut_sets(crop: DigitCrop, height: float) -> tuple[list[DigitCrop], list[lis
             if None not in indices:
                 cut_sets.append(indices)
     return parts, cut_sets
+
+
+def _is_slash(part: DigitCrop, height: float) -> bool:
+    """Whether a part cut from a wide crop is a slash: one thin straight stroke about as tall as the line's
+    digits (`height`, the photo's pixels), leaning right by `SLASH_LEAN` of its height.
+
+    Its box alone is a slanted '1''s, and many written '1's lean as much; what tells them apart is that a
+    slash is ruled straight, where a '1' written with a lean mostly bends a little (`SLASH_BEND` is tight
+    for that reason). Only a part is asked: a slash standing apart is still read as a '1'.
+    """
+    darkness = 255 - part.pixels.astype(np.int32)  # (s, s): 0 on paper
+    ink = darkness > darkness.max() / 2  # (s, s) bool: a pale pen's ink too
+    rows = np.flatnonzero(ink.any(axis=1))
+    if rows.size < 4 or part.box[3] < SLASH_HEIGHT * height:
+        return False
+    ink = ink[rows[0] : rows[-1] + 1]
+    tall = len(ink)
+    columns = np.arange(ink.shape[1])
+    counts = ink.sum(axis=1)  # (t,)
+    centres = np.where(counts > 0, (ink * columns).sum(axis=1) / np.maximum(counts, 1), np.nan)  # (t,)
+    known = ~np.isnan(centres)
+    y = np.arange(tall)[known]
+    slope, offset = np.polyfit(y, centres[known], 1)  # x = slope * y + offset: negative leans right
+    straight = np.abs(centres[known] - (slope * y + offset)).max() <= SLASH_BEND * tall
+    thin = np.median(counts[known]) <= SLASH_WIDTH * tall
+    return bool(straight and thin and SLASH_LEAN[0] <= -slope <= SLASH_LEAN[1])
 
 
 def _on_paper(darkness: np.ndarray) -> np.ndarray:
@@ -592,7 +629,25 @@ def _typical_height(boxes: np.ndarray, areas: np.ndarray, shape: tuple[int, int]
     candidates = ~elongated & ~huge & ~tiny
     if not candidates.any():
         return None
-    return _weighted_median(heights[candidates], areas[candidates])
+    candidates = np.flatnonzero(candidates)
+    candidates = candidates[np.argsort(-areas[candidates])[:MAX_COMPONENTS]]  # on a photo full of texture
+    return _whole_height(
+        boxes[candidates], areas[candidates], _weighted_median(heights[candidates], areas[candidates])
+    )
+
+
+def _whole_height(boxes: np.ndarray, areas: np.ndarray, digit_height: float) -> float:
+    """The typical height of the digits made of the pieces `boxes` (n, 4), `areas` (n,), whose typical height
+    is `digit_height`: weighted by ink, the median height of the pieces merged without `MAX_MERGED_HEIGHT`.
+
+    With a light pen most digits are broken into pieces, and their typical height is a piece's: too small
+    for the pieces of one digit to merge, or for a digit's bar to be told from a line. Merged without the
+    limit on their height, they make whole digits again; two lines of digits are still further apart than
+    `STACK_GAP`. Digits in one piece each keep their height.
+    """
+    members, whole = _merge_pieces([[index] for index in range(len(boxes))], boxes, digit_height, np.inf)
+    whole_height = _weighted_median(_heights(whole), np.array([areas[group].sum() for group in members]))
+    return max(digit_height, whole_height)
 
 
 def _digit_groups(
@@ -624,6 +679,12 @@ def _digit_groups(
     digit_area = _weighted_median(areas[typical], areas[typical])
     keep = keep[np.argsort(-areas[keep])[:MAX_COMPONENTS]]  # the largest, on a photo full of texture
     members, group_boxes = _merge_pieces([[index] for index in keep], boxes[keep], digit_height)
+    whole_height = _whole_height(
+        group_boxes, np.array([areas[group].sum() for group in members]), digit_height
+    )
+    if whole_height > HEIGHT_GROWTH * digit_height:
+        digit_height = whole_height
+        members, group_boxes = _merge_pieces(members, group_boxes, digit_height)
     members, group_boxes = _attach_fragments(members, group_boxes, areas, digit_height, digit_area)
     group_areas = np.array([areas[group].sum() for group in members])
     group_ink = np.array([ink_sums[group].sum() for group in members]) / group_areas  # mean ink strength
@@ -634,9 +695,7 @@ def _digit_groups(
     faint = group_ink < FAINT_INK * _weighted_median(group_ink, group_areas)
     too_small = group_heights < max(MIN_DIGIT_SIDE * min(height, width), 4)
     group_widths = group_boxes[:, 2] - group_boxes[:, 0]
-    at_side = (
-        (group_boxes[:, :2] == 0).any(axis=1) | (group_boxes[:, 2] == width) | (group_boxes[:, 3] == height)
-    )
+    at_side = _at_side(group_boxes, shape)
     frame = at_side & (
         (np.maximum(group_widths, group_heights) > FRAME_SIZE * digit_height)
         | (np.maximum(group_widths, group_heights) > FRAME_ASPECT * np.minimum(group_widths, group_heights))
@@ -647,8 +706,21 @@ def _digit_groups(
     return [np.array(group) for group, dropped in zip(members, drop, strict=True) if not dropped]
 
 
+def _at_side(boxes: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Which boxes (g, 4) touch a side of the image of `shape` (h, w): (g,) bool."""
+    height, width = shape
+    return (boxes[:, :2] == 0).any(axis=1) | (boxes[:, 2] == width) | (boxes[:, 3] == height)
+
+
+def _heights(boxes: np.ndarray) -> np.ndarray:
+    return boxes[:, 3] - boxes[:, 1]
+
+
 def _merge_pieces(
-    members: list[list[int]], group_boxes: np.ndarray, digit_height: float
+    members: list[list[int]],
+    group_boxes: np.ndarray,
+    digit_height: float,
+    max_height: float = MAX_MERGED_HEIGHT,
 ) -> tuple[list[list[int]], np.ndarray]:
     """Merge groups whose boxes (g, 4) hold pieces of one digit (`_pieces_of_one`) until none are left.
 
@@ -657,7 +729,7 @@ def _merge_pieces(
     group_boxes = group_boxes.copy()
     current = 0
     while current < len(members):
-        joins = _pieces_of_one(group_boxes[current], group_boxes, digit_height)  # (g,) bool
+        joins = _pieces_of_one(group_boxes[current], group_boxes, digit_height, max_height)  # (g,) bool
         joins[current] = False
         if not joins.any():
             current += 1
@@ -719,7 +791,9 @@ def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
     return float(values[order][np.searchsorted(cumulative, cumulative[-1] / 2)])
 
 
-def _pieces_of_one(box: np.ndarray, others: np.ndarray, digit_height: float) -> np.ndarray:
+def _pieces_of_one(
+    box: np.ndarray, others: np.ndarray, digit_height: float, max_height: float = MAX_MERGED_HEIGHT
+) -> np.ndarray:
     """Which of the boxes `others` (g, 4) hold pieces of the same digit as `box` (4,), all x0, y0, x1, y1.
 
     Stacked: one above the other, close, sharing some width (the bar and the body of a '5'). Or
@@ -734,7 +808,7 @@ def _pieces_of_one(box: np.ndarray, others: np.ndarray, digit_height: float) -> 
     narrower = np.minimum(box[2] - box[0], others[:, 2] - others[:, 0])
     shorter = np.minimum(box[3] - box[1], others[:, 3] - others[:, 1])
     merged_height = np.maximum(box[3], others[:, 3]) - np.minimum(box[1], others[:, 1])
-    close = (overlap_y >= -STACK_GAP * digit_height) & (merged_height <= MAX_MERGED_HEIGHT * digit_height)
+    close = (overlap_y >= -STACK_GAP * digit_height) & (merged_height <= max_height * digit_height)
     stacked = (overlap_y <= 0.5 * shorter) & (overlap_x >= STACK_OVERLAP * narrower)
     return close & (stacked | (overlap_x >= NEST_OVERLAP * narrower))
 
