@@ -62,8 +62,20 @@ def service(smoke_repo, tmp_path_factory):
 def serve_bento(
     bento: str, env: Mapping[str, str], tmp_path_factory, extra_env: Mapping[str, str]
 ) -> Iterator[Service]:
-    """Run `bentoml serve <bento>` with `extra_env` until the block ends (see the `service` fixture)."""
+    """Run `bentoml serve <bento>` with `extra_env` until the block ends (see the `service` fixture).
+
+    Each service gets a BentoML home of its own (the store's entries linked, unless `extra_env` names a
+    home): `bentoml serve` empties its home's Prometheus folder as it starts, which would wipe the
+    metrics of a service already running on a shared home.
+    """
     workdir = tmp_path_factory.mktemp("serve")
+    if "BENTOML_HOME" not in extra_env:
+        home = workdir / "bentoml"
+        home.mkdir()
+        for entry in Path(env["BENTOML_HOME"]).iterdir():
+            if entry.name != "prometheus_multiproc_dir":
+                (home / entry.name).symlink_to(entry.resolve())
+        extra_env = {**extra_env, "BENTOML_HOME": str(home)}
     egress = _Server(tmp_path_factory.mktemp("egress"))
     feedback_dir = workdir / "feedback"
     port = free_port()
