@@ -25,19 +25,17 @@ MONITORING = {"workers": 1, "drift_window": WINDOW, "drift_update_every": 50, "l
 
 
 def _gauges(url: str) -> dict[str, float]:
-    """The drift gauges in /metrics: `psi.<feature>`, `low_confidence_rate`, `drift_window_digits`."""
+    """The drift gauges in /metrics: `psi.<feature>`, `low_confidence_rate`, `drift_window_digits`, of the
+    worker whose window holds the most digits (each worker publishes its own series, label `pid`)."""
     text = httpx.get(f"{url}/metrics", timeout=10).text
-    gauges = {
-        f"psi.{match.group(1)}": float(match.group(2))
-        for match in re.finditer(
-            r'^digitops_drift_psi\{[^}]*feature="(\w+)"[^}]*\} ([0-9.e+-]+)$', text, re.MULTILINE
-        )
-    }
-    for name in ("low_confidence_rate", "drift_window_digits"):
-        match = re.search(rf"^digitops_{name}(?:\{{[^}}]*\}})? ([0-9.e+-]+)$", text, re.MULTILINE)
-        if match:
-            gauges[name] = float(match.group(1))
-    return gauges
+    workers: dict[str, dict[str, float]] = {}
+    for match in re.finditer(
+        r"^digitops_(drift_psi|low_confidence_rate|drift_window_digits)\{([^}]*)\} (\S+)$", text, re.MULTILINE
+    ):
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', match.group(2)))
+        name = f"psi.{labels['feature']}" if match.group(1) == "drift_psi" else match.group(1)
+        workers.setdefault(labels.get("pid", ""), {})[name] = float(match.group(3))
+    return max(workers.values(), key=lambda gauges: gauges.get("drift_window_digits", 0.0), default={})
 
 
 def _send_raw(url: str, digits: np.ndarray) -> None:
