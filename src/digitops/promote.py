@@ -321,23 +321,12 @@ def promote_candidate(
         )
 
     rolled_back = _rolled_back_version(client, name, version, model_sha256)
-    if rolled_back is not None:
+    if rolled_back is not None:  # whatever the gate says: only `digitops rollback --to` brings it back
+        alias, reasons = None, [*decision.reasons, _rolled_back_reason(version, rolled_back)]
         client.set_model_version_tag(name, version, "decision", "refused: rolled back")
-        report = _report(
-            name,
-            candidate={"version": version, "run_id": run_id, "metrics": candidate_metrics},
-            champion_before=champion,
-            champion_metrics=champion_metrics,
-            alias=None,
-            promoted=False,
-            reasons=[*decision.reasons, _rolled_back_reason(version, rolled_back)],
-            validation=validation,
-        )
-        _log_card(client, report, card)
-        return report
-
-    alias = CHAMPION if decision.promote else CHALLENGER
-    client.set_model_version_tag(name, version, "decision", alias)
+    else:
+        alias, reasons = (CHAMPION if decision.promote else CHALLENGER), list(decision.reasons)
+        client.set_model_version_tag(name, version, "decision", alias)
     if alias == CHAMPION:
         _record_promotion(client, name, version, champion)
     report = _report(
@@ -346,12 +335,13 @@ def promote_candidate(
         champion_before=champion,
         champion_metrics=champion_metrics,
         alias=alias,
-        promoted=decision.promote,
-        reasons=list(decision.reasons),
+        promoted=alias == CHAMPION,
+        reasons=reasons,
         validation=validation,
     )
     _log_card(client, report, card)
-    client.set_registered_model_alias(name, alias, version)  # the only step that changes what serves
+    if alias is not None:
+        client.set_registered_model_alias(name, alias, version)  # the only step that changes what serves
     return report
 
 
