@@ -84,7 +84,9 @@ def _register(logged_model_uri: str, name: str, statuses: list[str | None]) -> N
         mlflow.register_model(logged_model_uri, name, tags=tags)
 
 
-def _package(names: list[str], tracking_uri: str, bentoml_home: Path) -> dict[str, dict]:
+def _package(names: list[str], tracking_uri: str, bentoml_home: Path, script: str = _PACKAGE_EACH) -> dict:
+    """Run `script` (which prints one JSON answer per name) in a process of its own; name -> its answer,
+    with the process's stderr under "log"."""
     environment = {
         **os.environ,
         "MLFLOW_TRACKING_URI": tracking_uri,
@@ -92,7 +94,7 @@ def _package(names: list[str], tracking_uri: str, bentoml_home: Path) -> dict[st
         "BENTOML_DO_NOT_TRACK": "true",
     }
     result = subprocess.run(
-        [sys.executable, "-c", _PACKAGE_EACH, *names],
+        [sys.executable, "-c", script, *names],
         cwd=REPOSITORY,
         env=environment,
         capture_output=True,
@@ -101,7 +103,7 @@ def _package(names: list[str], tracking_uri: str, bentoml_home: Path) -> dict[st
     )
     assert result.returncode == 0, result.stderr
     answers = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
-    return {answer["name"]: answer for answer in answers}
+    return {answer["name"]: answer | {"log": result.stderr} for answer in answers}
 
 
 def _stored_models(bentoml_home: Path) -> dict[str, list[str]]:
@@ -185,23 +187,7 @@ for name in sys.argv[1:]:
 
 
 def _package_with_challenger(names: list[str], tracking_uri: str, bentoml_home: Path) -> dict[str, dict]:
-    environment = {
-        **os.environ,
-        "MLFLOW_TRACKING_URI": tracking_uri,
-        "BENTOML_HOME": str(bentoml_home),
-        "BENTOML_DO_NOT_TRACK": "true",
-    }
-    result = subprocess.run(
-        [sys.executable, "-c", _PACKAGE_WITH_CHALLENGER, *names],
-        cwd=REPOSITORY,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr
-    answers = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
-    return {answer["name"]: answer | {"log": result.stderr} for answer in answers}
+    return _package(names, tracking_uri, bentoml_home, _PACKAGE_WITH_CHALLENGER)
 
 
 def test_a_validated_challenger_is_packaged_beside_the_champion_and_paired_with_it(store, tmp_path):
