@@ -3,6 +3,7 @@
     python bench/augment_ablation.py --epochs 2 --limit 20000
     python bench/augment_ablation.py --init-model models/candidate.keras --epochs 2 --learning-rate 0.0005
     python bench/augment_ablation.py --variants thinner binarize --p 0.3 --json ablation.json
+    python bench/augment_ablation.py --hold-out bhmsds optdigits-orig   # writers never trained on
 
 Reads the prepared data of the last `dvc repro` (data/prepared/train.npz and test.npz, with their
 `sources`; the stages up to split are enough). The variants are the baseline (params.yaml's `augment`
@@ -12,6 +13,11 @@ trains the same proxy: the named model (train.model by default), from scratch or
 and label) plus `augment.copies` augmented copies of each, with the same seed. It prints, per variant,
 the test accuracy per source and overall, and for every variant but the baseline the change against it
 in points. --json writes the figures.
+
+--hold-out leaves the named sources out of training and still tests on them: their writers are then
+writers the model has never met, as the writers of real-world handwriting are, and the `held_out` column
+pools them. A transform that helps there helps a model generalise to new hands and conditions; one that
+helps only the sources trained on may just fit their writers.
 
 A proxy ranks the variants; it does not give their final accuracy. The weights of the last epoch are
 evaluated (no early stopping), so every variant gets the same budget. Turning a transform on also
@@ -37,7 +43,7 @@ from digitops.config import AugmentParams, load_params
 from digitops.evaluate import metrics_by_source
 from digitops.io import load_npz, write_json
 from digitops.models import build_model, list_models
-from digitops.sampling import stratified_sample
+from digitops.sampling import stratified_sample, without_sources
 from digitops.train import compile_model, make_dataset, predict_probabilities
 
 
@@ -55,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--seed", type=int, help="subset, augmentation, weights, shuffling; default: base.seed"
     )
+    parser.add_argument(
+        "--hold-out", nargs="+", default=[], metavar="SOURCE", help="sources left out of training"
+    )
     parser.add_argument("--data", type=Path, help="the prepared folder; default: base.paths.prepared")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args(argv)
@@ -69,6 +78,10 @@ def main(argv: list[str] | None = None) -> int:
     seed = params.base.seed if args.seed is None else args.seed
     folder = args.data or params.base.paths.prepared
     train, test = load_npz(folder / "train.npz"), load_npz(folder / "test.npz")
+    unknown = sorted(set(args.hold_out) - set(np.unique(test["sources"]).tolist()))
+    if unknown:
+        parser.error(f"--hold-out {unknown}: not a source of {folder / 'test.npz'}")
+    train = without_sources(train, args.hold_out)
     strata = np.char.add(train["sources"].astype(str), train["labels"].astype(str))
     keep = stratified_sample(strata, args.limit, np.random.default_rng(seed))
     images, labels = train["images"][keep], train["labels"][keep]  # (M, 28, 28) uint8, (M,)
@@ -85,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{len(labels)} training digits (+ {params.augment.copies} augmented copies each), "
         f"{len(test['labels'])} test digits; {model_name}"
         + (f" from {args.init_model}" if args.init_model else "")
-        + f", {args.epochs} epoch(s), seed {seed}",
+        + f", {args.epochs} epoch(s), seed {seed}"
+        + (f"; held out of training: {', '.join(args.hold_out)}" if args.hold_out else ""),
         file=sys.stderr,
     )
 
@@ -97,9 +111,12 @@ def main(argv: list[str] | None = None) -> int:
         train_images = np.concatenate([images, augmented])  # the originals, then the copies, as in the stage
         train_labels = np.tile(labels, 1 + augment_params.copies)
         model = _train(train_images, train_labels, settings, seed, args.init_model)
-        results = metrics_by_source(
-            predict_probabilities(model, test["images"]), test["labels"], test["sources"], bins=15
-        )
+        probabilities = predict_probabilities(model, test["images"])
+        results = metrics_by_source(probabilities, test["labels"], test["sources"], bins=15)
+        if args.hold_out:
+            held_out = np.isin(test["sources"], args.hold_out)
+            right = probabilities[held_out].argmax(axis=1) == test["labels"][held_out]
+            results["held_out"] = {"accuracy": float(right.mean())}
         rows.append(
             {
                 "variant": name or "baseline",

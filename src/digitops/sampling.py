@@ -32,3 +32,10 @@ def stratified_sample(strata: np.ndarray, n: int, rng: np.random.Generator) -> n
     position = (rank + 0.5) / counts[stratum_of]
     chosen = order[np.argsort(position, kind="stable")[:n]]
     return np.sort(chosen)
+
+
+def without_sources(arrays: dict[str, np.ndarray], sources: list[str]) -> dict[str, np.ndarray]:
+    """The rows of a split (its `images`, `labels`, `sources`, ...) whose source is not in `sources`:
+    the benchmarks hold whole sources out of training to measure the model on writers it never met."""
+    keep = ~np.isin(arrays["sources"], sources)
+    return {key: values[keep] for key, values in arrays.items()}

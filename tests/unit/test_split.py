@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from digitops.errors import DataContractError
-from digitops.sampling import stratified_sample
+from digitops.sampling import stratified_sample, without_sources
 from digitops.split import assign_splits, count_table, split_dataset
 from tests.fakes import interim_arrays
 
@@ -23,6 +23,19 @@ def test_stratified_sample_is_seeded_and_takes_all_when_n_is_large():
     np.testing.assert_array_equal(first, stratified_sample(labels, 30, np.random.default_rng(5)))
     assert not np.array_equal(first, stratified_sample(labels, 30, np.random.default_rng(6)))
     np.testing.assert_array_equal(stratified_sample(labels, 500, np.random.default_rng(5)), np.arange(100))
+
+
+def test_without_sources_drops_every_array_of_the_held_out_rows_together():
+    arrays = {
+        "images": np.arange(5 * 4).reshape(5, 2, 2),
+        "labels": np.array([0, 1, 2, 3, 4]),
+        "sources": np.array(["mnist", "bhmsds", "usps", "bhmsds", "optdigits-orig"]),
+    }
+    kept = without_sources(arrays, ["bhmsds", "optdigits-orig"])
+    assert kept["sources"].tolist() == ["mnist", "usps"]
+    np.testing.assert_array_equal(kept["labels"], [0, 2])
+    np.testing.assert_array_equal(kept["images"], arrays["images"][[0, 2]])
+    assert without_sources(arrays, [])["labels"].tolist() == [0, 1, 2, 3, 4]
 
 
 def test_assign_splits_keeps_test_and_stratifies_val():
