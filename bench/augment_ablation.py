@@ -4,10 +4,12 @@
     python bench/augment_ablation.py --init-model models/candidate.keras --epochs 2 --learning-rate 0.0005
     python bench/augment_ablation.py --variants thinner binarize --p 0.3 --json ablation.json
     python bench/augment_ablation.py --hold-out bhmsds optdigits-orig   # writers never trained on
+    python bench/augment_ablation.py --variants thinner+thicker --p 0.25   # several at once
 
 Reads the prepared data of the last `dvc repro` (data/prepared/train.npz and test.npz, with their
 `sources`; the stages up to split are enough). The variants are the baseline (params.yaml's `augment`
-as it is), then the baseline with one real-world transform switched on at probability --p. Each variant
+as it is), then the baseline with one real-world transform switched on at probability --p (or several,
+joined by +, each at --p). Each variant
 trains the same proxy: the named model (train.model by default), from scratch or fine-tuned from
 --init-model, for --epochs epochs on the same stratified subset of --limit training digits (by source
 and label) plus `augment.copies` augmented copies of each, with the same seed. It prints, per variant,
@@ -56,7 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=2, help="default: 2")
     parser.add_argument("--limit", type=int, default=20000, help="training digits (default: 20000)")
     parser.add_argument("--p", type=float, default=0.5, help="probability of the one transform switched on")
-    parser.add_argument("--variants", nargs="+", choices=REAL_WORLD, default=list(REAL_WORLD))
+    parser.add_argument(
+        "--variants", nargs="+", default=list(REAL_WORLD), help=f"of {', '.join(REAL_WORLD)}, or a+b"
+    )
     parser.add_argument("--learning-rate", type=float, help="default: train.learning_rate")
     parser.add_argument(
         "--seed", type=int, help="subset, augmentation, weights, shuffling; default: base.seed"
@@ -69,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not 0 <= args.p <= 1 or args.epochs < 1 or args.limit < 10:
         parser.error("--p must lie in [0, 1], --epochs be at least 1 and --limit at least 10")
+    for variant in args.variants:
+        if not set(variant.split("+")) <= set(REAL_WORLD):
+            parser.error(f"--variants {variant}: each part must be one of {', '.join(REAL_WORLD)}")
     if args.init_model and not args.init_model.is_file():
         parser.error(f"--init-model {args.init_model}: no such file")
     if args.model and args.model not in list_models():
@@ -139,11 +146,12 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _switched_on(base: AugmentParams, name: str | None, p: float) -> AugmentParams:
-    """The baseline augmentation, with the transform `name` (if any) at probability p."""
-    if name is None:
+def _switched_on(base: AugmentParams, variant: str | None, p: float) -> AugmentParams:
+    """The baseline augmentation, with the transforms of `variant` (if any: `a` or `a+b`) at probability p."""
+    if variant is None:
         return base
-    return base.model_copy(update={name: getattr(base, name).model_copy(update={"p": p})})
+    names = variant.split("+")
+    return base.model_copy(update={name: getattr(base, name).model_copy(update={"p": p}) for name in names})
 
 
 def _train(
