@@ -42,7 +42,7 @@ import numpy as np
 from digitops.augment import augment
 from digitops.config import REAL_WORLD_AUGMENTATIONS as REAL_WORLD
 from digitops.config import AugmentParams, load_params
-from digitops.evaluate import metrics_by_source
+from digitops.evaluate import metrics_by_source, pooled_accuracy
 from digitops.io import load_npz, write_json
 from digitops.models import build_model, list_models
 from digitops.sampling import stratified_sample, without_sources
@@ -121,9 +121,8 @@ def main(argv: list[str] | None = None) -> int:
         probabilities = predict_probabilities(model, test["images"])
         results = metrics_by_source(probabilities, test["labels"], test["sources"], bins=15)
         if args.hold_out:
-            held_out = np.isin(test["sources"], args.hold_out)
-            right = probabilities[held_out].argmax(axis=1) == test["labels"][held_out]
-            results["held_out"] = {"accuracy": float(right.mean())}
+            accuracy = pooled_accuracy(probabilities, test["labels"], test["sources"], args.hold_out)
+            results["held_out"] = {"accuracy": accuracy}
         rows.append(
             {
                 "variant": name or "baseline",

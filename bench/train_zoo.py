@@ -27,7 +27,7 @@ import keras
 import numpy as np
 
 from digitops.config import load_params
-from digitops.evaluate import metrics_by_source
+from digitops.evaluate import metrics_by_source, pooled_accuracy
 from digitops.io import load_npz
 from digitops.models import list_models, resolve_model_name
 from digitops.sampling import stratified_sample, without_sources
@@ -95,9 +95,8 @@ def main(argv: list[str] | None = None) -> int:
         probabilities = predict_probabilities(model, test["images"])
         results = metrics_by_source(probabilities, test["labels"], test["sources"], bins=15)
         if args.hold_out:
-            held_out = np.isin(test["sources"], args.hold_out)
-            right = probabilities[held_out].argmax(axis=1) == test["labels"][held_out]
-            results["held_out"] = {"accuracy": float(right.mean())}
+            accuracy = pooled_accuracy(probabilities, test["labels"], test["sources"], args.hold_out)
+            results["held_out"] = {"accuracy": accuracy}
         rows.append(
             {
                 "model": name,

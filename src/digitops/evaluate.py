@@ -89,6 +89,14 @@ def metrics_by_source(
     return results
 
 
+def pooled_accuracy(
+    probabilities: np.ndarray, labels: np.ndarray, sources: np.ndarray, names: Sequence[str]
+) -> float:
+    """Accuracy over the digits of the sources `names`, pooled (the benchmarks' held-out writers)."""
+    chosen = np.isin(sources, names)
+    return float((probabilities[chosen].argmax(axis=1) == labels[chosen]).mean())
+
+
 def top_confusions(labels: np.ndarray, predicted: np.ndarray, limit: int) -> list[dict[str, int]]:
     """The `limit` most frequent mistakes as {"true", "predicted", "count"}, most frequent first.
 

@@ -13,6 +13,7 @@ from digitops.evaluate import (
     metrics_by_source,
     plot_confusion,
     plot_misclassified,
+    pooled_accuracy,
     real_world_summary,
     robustness,
     rotate,
@@ -50,6 +51,16 @@ def test_metrics_by_source_and_overall():
     assert results["usps"]["accuracy"] == 0.75 and results["usps"]["count"] == 20
     assert results["overall"]["accuracy"] == pytest.approx(35 / 40)
     assert 0 < results["usps"]["macro_f1"] < 1
+
+
+def test_pooled_accuracy_counts_only_the_named_sources_digits():
+    labels = np.arange(30) % 10
+    sources = np.array(["mnist"] * 10 + ["bhmsds"] * 10 + ["optdigits-orig"] * 10)
+    predicted = labels.copy()
+    predicted[:10] = (labels[:10] + 1) % 10  # every mnist digit wrong: not among the pooled
+    predicted[[10, 20, 21]] = (labels[[10, 20, 21]] + 1) % 10  # 3 of the 20 pooled wrong
+    assert pooled_accuracy(_one_hot(predicted), labels, sources, ["bhmsds", "optdigits-orig"]) == 17 / 20
+    assert pooled_accuracy(_one_hot(predicted), labels, sources, ["mnist"]) == 0.0
 
 
 def test_metrics_by_source_carries_the_per_digit_figures():
