@@ -121,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
         probabilities = predict_probabilities(model, test["images"])
         results = metrics_by_source(probabilities, test["labels"], test["sources"], bins=15)
         if args.hold_out:
-            accuracy = pooled_accuracy(probabilities, test["labels"], test["sources"], args.hold_out)
+            predicted = probabilities.argmax(axis=1)
+            accuracy = pooled_accuracy(predicted, test["labels"], test["sources"], args.hold_out)
             results["held_out"] = {"accuracy": accuracy}
         rows.append(
             {

@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
             compile_model(model, settings, steps_per_epoch=math.ceil(args.train_images / settings.batch_size))
             model.fit(images, labels, batch_size=settings.batch_size, epochs=1, verbose=0)  # warm-up
             models[name] = model
-            exported = export_onnx(build_model(name), Path(scratch) / f"{name}.onnx")
+            exported = export_onnx(model, Path(scratch) / f"{name}.onnx")  # weights do not change the cost
             classifiers[name] = load_classifier(exported, threads=1, optimization="all")  # the service's
 
     best: dict[tuple[str, str], float] = {}  # (model, measurement) -> images/s

@@ -90,11 +90,12 @@ def metrics_by_source(
 
 
 def pooled_accuracy(
-    probabilities: np.ndarray, labels: np.ndarray, sources: np.ndarray, names: Sequence[str]
+    predicted: np.ndarray, labels: np.ndarray, sources: np.ndarray, names: Sequence[str]
 ) -> float:
-    """Accuracy over the digits of the sources `names`, pooled (the benchmarks' held-out writers)."""
+    """Accuracy over the digits of the sources `names`, pooled (real_world, the benchmarks' held-out
+    writers)."""
     chosen = np.isin(sources, names)
-    return float((probabilities[chosen].argmax(axis=1) == labels[chosen]).mean())
+    return float((predicted[chosen] == labels[chosen]).mean())
 
 
 def top_confusions(labels: np.ndarray, predicted: np.ndarray, limit: int) -> list[dict[str, int]]:
@@ -125,14 +126,12 @@ def real_world_summary(
     names = [str(name) for name in dict.fromkeys(sources.tolist()) if name not in lab_sources]
     if not names:
         return None
-    right = predicted == labels
-    accuracy = {name: float(right[sources == name].mean()) for name in names}
+    accuracy = {name: pooled_accuracy(predicted, labels, sources, [name]) for name in names}
     worst = min(names, key=accuracy.__getitem__)  # ties: the first in the split's order
-    pooled = np.isin(sources, names)
     return {
         "sources": names,
-        "count": int(pooled.sum()),
-        "accuracy": float(right[pooled].mean()),
+        "count": int(np.isin(sources, names).sum()),
+        "accuracy": pooled_accuracy(predicted, labels, sources, names),
         "worst_source": worst,
         "worst_accuracy": accuracy[worst],
     }

@@ -59,8 +59,8 @@ def test_pooled_accuracy_counts_only_the_named_sources_digits():
     predicted = labels.copy()
     predicted[:10] = (labels[:10] + 1) % 10  # every mnist digit wrong: not among the pooled
     predicted[[10, 20, 21]] = (labels[[10, 20, 21]] + 1) % 10  # 3 of the 20 pooled wrong
-    assert pooled_accuracy(_one_hot(predicted), labels, sources, ["bhmsds", "optdigits-orig"]) == 17 / 20
-    assert pooled_accuracy(_one_hot(predicted), labels, sources, ["mnist"]) == 0.0
+    assert pooled_accuracy(predicted, labels, sources, ["bhmsds", "optdigits-orig"]) == 17 / 20
+    assert pooled_accuracy(predicted, labels, sources, ["mnist"]) == 0.0
 
 
 def test_metrics_by_source_carries_the_per_digit_figures():
