@@ -19,6 +19,8 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from digitops.strings import draw_strokes
+
 # Pen colours as RGB transmittance in [0, 1]: black, blue, dark blue, red, green, purple, graphite.
 PEN_COLOURS = (
     (0.05, 0.05, 0.08),
@@ -274,11 +276,11 @@ def _layout(
         np.maximum(region, patch, out=region)
         owner[y : y + patch.shape[0], x : x + patch.shape[1]][patch > 0.3] = index
     if marks:
-        pen = _draw_strokes(ink.shape, marks)  # (H, W) float32
+        pen = draw_strokes(ink.shape, marks)  # (H, W) float32
         owner[(pen > 0.3) & (owner == 0)] = -1
         np.maximum(ink, pen, out=ink)
     if underlines:
-        np.maximum(ink, _draw_strokes(ink.shape, underlines), out=ink)
+        np.maximum(ink, draw_strokes(ink.shape, underlines), out=ink)
     has_marks = extra is not None and conditions.separators > 0
     return _Page(ink, owner, written if has_marks else [], spans, cells)
 
@@ -321,21 +323,6 @@ def _separator(
             raise ValueError(f"unknown separator {char!r}")
         left = end + height * rng.uniform(0.08, 0.2)
     return end
-
-
-def _draw_strokes(shape: tuple[int, int], strokes: list) -> np.ndarray:
-    """Pen strokes, each (points, width), drawn with round ends at 4x and averaged down: (H, W) float32."""
-    factor = 4
-    canvas = Image.new("L", (shape[1] * factor, shape[0] * factor), 0)
-    draw = ImageDraw.Draw(canvas)
-    for points, width in strokes:
-        scaled = [(x * factor, y * factor) for x, y in points]
-        stroke = max(1, round(width * factor))
-        draw.line(scaled, fill=255, width=stroke, joint="curve")
-        for x, y in (scaled[0], scaled[-1]):  # round caps
-            draw.ellipse((x - stroke / 2, y - stroke / 2, x + stroke / 2, y + stroke / 2), fill=255)
-    small = canvas.resize((shape[1], shape[0]), Image.Resampling.BOX)
-    return np.asarray(small, np.float32) / 255.0
 
 
 def _pressure(patch: np.ndarray, height: float, rng: np.random.Generator) -> np.ndarray:

@@ -59,17 +59,7 @@ class Classifier:
         providers: Sequence[str] = (CPU,),
         optimization: str = "all",
     ) -> None:
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or 0
-        options.inter_op_num_threads = 1  # one graph at a time: parallelism comes from the batch
-        options.graph_optimization_level = _optimization_level(ort, optimization)
-        chosen = choose_providers(providers, ort.get_available_providers())
-        try:
-            self.session = ort.InferenceSession(str(model_path), options, providers=chosen)
-        except Exception as error:  # ONNX Runtime's own exception types (NoSuchFile, InvalidProtobuf, Fail)
-            raise ModelFileError(f"{model_path}: ONNX Runtime cannot load it: {error}") from None
+        self.session, chosen = open_session(model_path, threads, providers, optimization)
         self._input, self._output = _digit_signature(self.session, model_path)
         running = self.session.get_providers()[0]
         if running != chosen[0]:
@@ -96,6 +86,25 @@ class Classifier:
         """Run the model once per batch size, so the first requests do not pay for memory planning."""
         for size in batch_sizes:
             self(np.zeros((size, MNIST_SIZE, MNIST_SIZE), np.uint8))
+
+
+def open_session(model_path: Path, threads: int | None, providers: Sequence[str], optimization: str):
+    """An ONNX Runtime session for `model_path` and the providers chosen for it (`choose_providers`).
+
+    Raises:
+        ModelFileError: ONNX Runtime cannot load the file (missing, truncated, not ONNX).
+    """
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or 0
+    options.inter_op_num_threads = 1  # one graph at a time: parallelism comes from the batch
+    options.graph_optimization_level = _optimization_level(ort, optimization)
+    chosen = choose_providers(providers, ort.get_available_providers())
+    try:
+        return ort.InferenceSession(str(model_path), options, providers=chosen), chosen
+    except Exception as error:  # ONNX Runtime's own exception types (NoSuchFile, InvalidProtobuf, Fail)
+        raise ModelFileError(f"{model_path}: ONNX Runtime cannot load it: {error}") from None
 
 
 def choose_providers(wanted: Sequence[str], available: Sequence[str]) -> list[str]:

@@ -1,0 +1,169 @@
+"""The string reader: a small convolutional network trained with CTC on composed lines (digitops.strings).
+
+Segmentation cuts a photo into digits and classifies each; it fails where the cut is the hard part: touching
+and overlapping digits, separators that look like a '1', strokes broken by a light pen, lines through the
+writing. The reader takes the whole line instead: it slides over the line's band and says, every 4 columns,
+which character (or none) is there; CTC (Graves et al., 2006) trains that from the line's text alone, with
+no position for any character. `digitops.infer.reader` runs the exported model with ONNX Runtime.
+
+The network (CRNN without the recurrent part, which CPU serving pays for and short digit strings do not
+need): convolutions and pooling bring the band from 32 px high to one row of features per 4 columns, then
+1-D convolutions give each column the context of about a digit on either side.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from digitops.infer.reader import ReadLine, decode
+from digitops.io import atomic_path
+from digitops.strings import ALPHABET, BLANK, READER_HEIGHT, ComposedLines, edit_distance, texts_of
+
+CLASSES = len(ALPHABET) + 1  # the characters and CTC's blank
+SCORE_BATCH = 256  # lines read per call when scoring
+WIDTH_BUCKET = 32  # px: a training batch's width is a multiple of this (few distinct shapes to trace)
+
+
+def build_reader(width: int | None = None, dropout: float = 0.2) -> keras.Model:
+    """(B, READER_HEIGHT, W) uint8 lines, ink bright on black -> (B, W / 4, CLASSES) softmax
+    (`digitops.infer.reader.WIDTH_STEP` is the 4)."""
+    inputs = keras.Input((READER_HEIGHT, width), dtype="uint8", name="line")
+    x = keras.layers.Rescaling(1.0 / 255.0)(inputs)
+    x = keras.layers.Reshape((READER_HEIGHT, -1, 1))(x)
+    for filters, pool in ((16, (2, 2)), (32, (2, 2)), (64, None), (64, (2, 1)), (96, (2, 1))):
+        x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
+        x = keras.layers.BatchNormalization()(x)
+        x = keras.layers.ReLU()(x)
+        if pool:
+            x = keras.layers.MaxPooling2D(pool)(x)
+    # (B, 2, W/4, 96): the two remaining rows become the features of each step
+    x = keras.layers.Permute((2, 1, 3))(x)
+    x = keras.layers.Reshape((-1, 2 * 96))(x)
+    for dilation in (1, 2):
+        x = keras.layers.Conv1D(128, 3, padding="same", dilation_rate=dilation, activation="relu")(x)
+        x = keras.layers.Dropout(dropout)(x)
+    logits = keras.layers.Dense(CLASSES, name="logits")(x)
+    probabilities = keras.layers.Softmax(name="probabilities")(logits)
+    return keras.Model(inputs, probabilities, name="reader")
+
+
+def ctc_loss(labels, probabilities):
+    """CTC over every output step; `labels` (B, L) int, padded with BLANK."""
+    labels = keras.ops.cast(labels, "int32")
+    label_lengths = keras.ops.sum(keras.ops.cast(labels != BLANK, "int32"), axis=1)
+    steps = keras.ops.shape(probabilities)[1]
+    step_lengths = keras.ops.full((keras.ops.shape(probabilities)[0],), steps, dtype="int32")
+    log_probabilities = keras.ops.log(keras.ops.clip(probabilities, 1e-7, 1.0))
+    return keras.ops.ctc_loss(labels, log_probabilities, label_lengths, step_lengths, mask_index=BLANK)
+
+
+def train_reader(
+    train: ComposedLines,
+    val: ComposedLines,
+    *,
+    epochs: int,
+    batch_size: int,
+    learning_rate: float,
+    seed: int,
+    on_epoch: Callable[[int, float, float], None] | None = None,
+) -> keras.Model:
+    """Train a reader on composed lines.
+
+    Adam with a cosine decay over all epochs; after each epoch the validation lines are read and
+    `on_epoch(epoch, loss, val_line_accuracy)` is called (e.g. to log to MLflow).
+    """
+    keras.utils.set_random_seed(seed)
+    model = build_reader()
+    batches, count = line_batches(train.images, train.labels, batch_size, seed)
+    schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=epochs * count)
+    model.compile(optimizer=keras.optimizers.Adam(schedule, clipnorm=5.0), loss=ctc_loss)
+    for epoch in range(epochs):
+        fitted = model.fit(batches, epochs=1, steps_per_epoch=count, verbose=2)
+        if on_epoch:
+            probabilities = model.predict(val.images, batch_size=batch_size, verbose=0)
+            read = ["".join(c.char for c in decode(line).chars) for line in probabilities]
+            accuracy = float(
+                np.mean([got == want for got, want in zip(read, texts_of(val.labels), strict=True)])
+            )
+            on_epoch(epoch, float(fitted.history["loss"][-1]), accuracy)
+    return model
+
+
+def line_batches(
+    images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int
+) -> tuple[tf.data.Dataset, int]:
+    """Batches of lines of similar width, each cut to its widest line (rounded up to `WIDTH_BUCKET`), in a
+    new order on every pass; and how many there are.
+
+    Most composed lines are half the training width: a batch padded to the full width would spend half its
+    time on blank paper. The batches' width varies, so the dataset declares it unknown (one traced step).
+    """
+    widths = ink_widths(images)
+    order = np.argsort(widths, kind="stable")
+    batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+    cuts = [int(-(-max(int(widths[rows].max()), 1) // WIDTH_BUCKET) * WIDTH_BUCKET) for rows in batches]
+    rng = np.random.default_rng(seed)
+
+    def generate():
+        for batch in rng.permutation(len(batches)):
+            rows = batches[batch]
+            yield images[rows, :, : cuts[batch]], labels[rows]
+
+    signature = (
+        tf.TensorSpec((None, READER_HEIGHT, None), tf.uint8),
+        tf.TensorSpec((None, labels.shape[1]), tf.int32),
+    )
+    return tf.data.Dataset.from_generator(generate, output_signature=signature).prefetch(2), len(batches)
+
+
+def ink_widths(images: np.ndarray) -> np.ndarray:
+    """(N, H, W) lines padded with black on the right -> (N,) the columns up to the last ink."""
+    inked = images.max(axis=1) > 0  # (N, W)
+    return np.where(inked.any(axis=1), images.shape[2] - np.argmax(inked[:, ::-1], axis=1), 0)
+
+
+def score_lines(read: Callable[[list[np.ndarray]], list[ReadLine]], lines: ComposedLines) -> dict:
+    """How well `read` (e.g. a `digitops.infer.reader.Reader`) reads composed lines.
+
+    Returns:
+        line_accuracy (the whole line right, separators included), digit_line_accuracy (its digits right,
+        what /read's `text` holds), character_error_rate (edit distance over the true length, summed over
+        lines), and per source the line accuracy; all over the lines given.
+    """
+    truths = texts_of(lines.labels)
+    texts = []
+    for start in range(0, len(truths), SCORE_BATCH):
+        batch = [np.ascontiguousarray(image) for image in lines.images[start : start + SCORE_BATCH]]
+        texts.extend("".join(c.char for c in line.chars) for line in read(batch))
+    right = np.array([got == want for got, want in zip(texts, truths, strict=True)])
+    digits_only = [(_digits(got), _digits(want)) for got, want in zip(texts, truths, strict=True)]
+    edits = sum(edit_distance(want, got) for got, want in zip(texts, truths, strict=True))
+    return {
+        "lines": len(truths),
+        "line_accuracy": round(float(right.mean()), 4),
+        "digit_line_accuracy": round(float(np.mean([got == want for got, want in digits_only])), 4),
+        "character_error_rate": round(edits / max(1, sum(map(len, truths))), 4),
+        "sources": {
+            name: round(float(right[lines.sources == name].mean()), 4) for name in sorted(set(lines.sources))
+        },
+    }
+
+
+def _digits(text: str) -> str:
+    return "".join(c for c in text if c.isdigit())
+
+
+def export_reader_onnx(model: keras.Model, path: Path) -> Path:
+    """Write the reader as ONNX, atomically: (B, READER_HEIGHT, W) uint8 lines of any width."""
+    inference = build_reader(width=None)
+    inference.set_weights(model.get_weights())
+    inference(np.zeros((1, READER_HEIGHT, 64), np.uint8), training=False)
+    signature = [keras.InputSpec(shape=(None, READER_HEIGHT, None), dtype="uint8", name="line")]
+    with atomic_path(path) as tmp_path:
+        inference.export(str(tmp_path), format="onnx", verbose=False, input_signature=signature)
+    return path

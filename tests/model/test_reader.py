@@ -1,0 +1,110 @@
+"""The string reader end to end on small data: trained by Keras with CTC, exported to ONNX and run by ONNX
+Runtime as the service runs it, then registered and gated in a real MLflow registry."""
+
+from __future__ import annotations
+
+import keras
+import mlflow
+import numpy as np
+import pytest
+from mlflow import MlflowClient
+
+from digitops.infer.classifier import ModelFileError
+from digitops.infer.reader import WIDTH_STEP, Reader, load_reader, optional_reader
+from digitops.reader import export_reader_onnx, score_lines, train_reader
+from digitops.reader_registry import champion_reader, log_reader, register_and_gate
+from digitops.strings import compose_lines, digit_pool
+from digitops.tracking import configure
+from tests.fakes import random_digits, single_digit_onnx
+
+pytestmark = pytest.mark.slow  # trains a small reader for a few seconds
+
+
+@pytest.fixture(scope="module")
+def lines():
+    images = random_digits(200, seed=4)
+    labels = np.arange(200) % 10
+    pool = digit_pool(images, labels, np.repeat(["mnist", "usps"], 100))
+    return compose_lines(pool, 300, seed=1), compose_lines(pool, 40, seed=2)
+
+
+@pytest.fixture(scope="module")
+def exported(lines, tmp_path_factory):
+    train, val = lines
+    epochs_seen = []
+    model = train_reader(
+        train,
+        val,
+        epochs=2,
+        batch_size=32,
+        learning_rate=0.002,
+        seed=0,
+        on_epoch=lambda epoch, loss, accuracy: epochs_seen.append((epoch, loss, accuracy)),
+    )
+    path = export_reader_onnx(model, tmp_path_factory.mktemp("reader") / "reader.onnx")
+    return model, path, epochs_seen
+
+
+def test_training_reports_each_epoch_and_lowers_the_loss(exported):
+    _, _, epochs_seen = exported
+    assert [epoch for epoch, _, _ in epochs_seen] == [0, 1]
+    assert epochs_seen[1][1] < epochs_seen[0][1]
+    assert all(0.0 <= accuracy <= 1.0 for _, _, accuracy in epochs_seen)
+
+
+def test_the_onnx_reader_matches_keras_at_any_width(exported, lines):
+    model, path, _ = exported
+    reader = Reader(path)
+    images = lines[1].images[:4]
+    expected = model.predict(images, verbose=0)  # (4, 64, classes)
+    got = reader.session.run(None, {"line": images})[0]
+    assert np.abs(got - expected).max() < 1e-4
+    short, wide = images[0][:, :100], np.pad(images[1], ((0, 0), (0, 150)))
+    readings = reader([short, wide])  # one call, padded to the wider
+    assert len(readings) == 2
+    assert all(c.columns[1] <= -(-100 // WIDTH_STEP) * WIDTH_STEP for c in readings[0].chars)
+
+
+def test_a_reader_refuses_a_classifier_a_folder_without_one_and_lines_of_another_height(exported, tmp_path):
+    _, path, _ = exported
+    with pytest.raises(ModelFileError, match=r"not \(B, 32, W\) uint8 lines"):
+        Reader(single_digit_onnx(tmp_path / "digit.onnx", 3))
+    with pytest.raises(ModelFileError, match=r"no reader\.onnx"):
+        load_reader(tmp_path)
+    assert optional_reader(tmp_path) is None
+    with pytest.raises(ValueError, match="uint8 lines"):
+        Reader(path)([np.zeros((28, 50), np.uint8)])
+
+
+def test_scores_count_whole_lines_digits_and_characters(exported, lines):
+    _, path, _ = exported
+    figures = score_lines(Reader(path), lines[1])
+    assert figures["lines"] == 40
+    assert 0.0 <= figures["line_accuracy"] <= figures["digit_line_accuracy"] <= 1.0
+    assert figures["character_error_rate"] >= 0.0
+    assert set(figures["sources"]) == {"mnist", "usps"}
+
+
+def test_the_gate_promotes_the_first_reader_and_never_a_worse_one(exported, tmp_path, monkeypatch):
+    _, path, _ = exported
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    configure("reader-tests", tmp_path)
+    decisions = []
+    with mlflow.start_run():
+        uri = log_reader(path)  # one logged model, registered once per candidate below
+    for accuracy, champion in ((0.20, None), (0.50, None), (0.40, ("2", 0.50)), (0.60, ("2", 0.50))):
+        decisions.append(
+            register_and_gate(uri, "readers", accuracy, champion, min_improvement=0.0, floor=0.3)
+        )
+    assert [(d.version, d.promoted) for d in decisions] == [
+        ("1", False),
+        ("2", True),
+        ("3", False),
+        ("4", True),
+    ]
+    assert "below the floor" in decisions[0].reason and "does not read" in decisions[2].reason
+    assert str(MlflowClient().get_model_version_by_alias("readers", "champion").version) == "4"
+    downloaded, version = champion_reader("readers", tmp_path / "download")
+    assert version == "4" and Reader(downloaded).session is not None
+    assert champion_reader("no-such-readers", tmp_path / "none") is None
+    keras.backend.clear_session()
