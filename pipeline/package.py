@@ -20,7 +20,9 @@ def main() -> None:
     paths = params.base.paths
     run = json.loads((paths.models / "run.json").read_text())
     mlflow.set_tracking_uri(run["tracking_uri"])
-    model_tag, version = import_champion(params.promote.registered_model, params.promote.registered_model)
+    model_tag, version = import_champion(
+        params.promote.registered_model, params.promote.registered_model, params.reader.registered_model
+    )
     challenger_tag, challenger = import_challenger(params.promote.registered_model, model_tag) or (None, None)
     bento_tag = build_bento(Path("bentofile.yaml"), model_tag)
     report = {

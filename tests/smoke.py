@@ -25,6 +25,11 @@ SMOKE = [  # the smoke profile, as docs/pipeline.md's `dvc exp run -S` overrides
     ("train", "batch_size", 64),
     ("train", "learning_rate", 0.005),
     ("promote", "floors", {"overall": 0.8, "mnist": 0.8, "usps": 0.8, "bhmsds": 0.5, "optdigits-orig": 0.5}),
+    ("reader", "lines", 600),
+    ("reader", "val_lines", 50),
+    ("reader", "test_lines", 100),
+    ("reader", "epochs", 1),
+    ("reader", "batch_size", 32),
 ]
 PROJECT_FILES = [
     "dvc.yaml",

@@ -346,7 +346,7 @@ def run_rollback(args: argparse.Namespace) -> int:
     )
     print(f"{name}@champion: version {report['from']} -> version {report['to']}", file=sys.stderr)
     try:
-        report["package"] = repackage(name, args.bentofile)
+        report["package"] = repackage(name, args.bentofile, params.reader.registered_model)
     except PackagingError as error:
         raise RollbackError(
             f"@champion is now version {report['to']}, but packaging it failed (`dvc repro -f package` "

@@ -368,6 +368,20 @@ class ServeParams(_Section):
     shadow_fraction: Fraction = 0.0
 
 
+class ReaderParams(_Section):
+    """The string reader /read uses (digitops.reader), trained on lines composed from the split's digits."""
+
+    lines: PositiveInt  # composed training lines, from the train split's digits
+    val_lines: PositiveInt  # ... from the validation split's: the line accuracy reported per epoch
+    test_lines: PositiveInt  # ... from the test split's: the gate compares the candidate and champion on them
+    epochs: PositiveInt
+    batch_size: PositiveInt
+    learning_rate: float = Field(gt=0)
+    registered_model: str = Field(min_length=1)  # MLflow registered model of readers, alias champion
+    min_improvement: float = Field(ge=-1, le=1)  # test lines the candidate must read more of to replace it
+    min_line_accuracy: Fraction  # the floor: a reader reading fewer test lines right never serves
+
+
 class Params(_Section):
     base: BaseParams
     ingest: IngestParams
@@ -378,6 +392,7 @@ class Params(_Section):
     evaluate: EvaluateParams
     tracking: TrackingParams
     promote: PromoteParams
+    reader: ReaderParams
     serve: ServeParams
 
     @model_validator(mode="after")

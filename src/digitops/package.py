@@ -18,8 +18,10 @@ from pathlib import Path
 
 from digitops.errors import DigitopsError
 from digitops.infer.classifier import MODEL_CARD, MODEL_FILE, ModelFileError, find_model_file
+from digitops.infer.reader import READER_FILE
 from digitops.monitoring import PROFILE_FILE
 from digitops.promote import CHALLENGER, CHAMPION
+from digitops.reader_registry import champion_reader
 
 # The registry tag that promote sets on a version after infra validation, and the value that may ship.
 VALIDATION_STATUS = "validation_status"
@@ -30,7 +32,9 @@ class PackagingError(DigitopsError):
     """There is no validated champion to package, or `bentoml build` failed."""
 
 
-def import_champion(registered_model: str, bento_model_name: str) -> tuple[str, str]:
+def import_champion(
+    registered_model: str, bento_model_name: str, reader_model: str | None = None
+) -> tuple[str, str]:
     """Copy the version that `models:/<registered_model>@champion` names into the BentoML model store.
 
     The alias is resolved once and that exact version is downloaded (`models:/<name>/<version>`): an alias
@@ -68,7 +72,7 @@ def import_champion(registered_model: str, bento_model_name: str) -> tuple[str, 
             f"{status!r}, not {PASSED!r}: only a version that promote validated ships. Point @{CHAMPION} "
             "back at a version that passed: `digitops rollback` (docs/operations.md)"
         )
-    return _store_version(registered_model, version, bento_model_name, {}), str(version.version)
+    return _store_version(registered_model, version, bento_model_name, {}, reader_model), str(version.version)
 
 
 def import_challenger(registered_model: str, champion_model_tag: str) -> tuple[str, str] | None:
@@ -119,9 +123,17 @@ def import_challenger(registered_model: str, champion_model_tag: str) -> tuple[s
     return tag, str(version.version)
 
 
-def _store_version(registered_model: str, version, bento_model_name: str, labels: dict[str, str]) -> str:
+def _store_version(
+    registered_model: str,
+    version,
+    bento_model_name: str,
+    labels: dict[str, str],
+    reader_model: str | None = None,
+) -> str:
     """Download a registry version's ONNX file, with its reference profile and model card when it has them,
-    into a new BentoML model; returns the model's tag.
+    into a new BentoML model; returns the model's tag. With `reader_model`, the string reader that registered
+    model's `@champion` names goes beside it as `reader.onnx` (labelled `reader_version`); without a champion
+    reader the model ships without one, and /read classifies the digits segmentation finds.
 
     Labelled with the registry name, version and run besides `labels`; the version's metric tags are its
     metadata.
@@ -155,6 +167,12 @@ def _store_version(registered_model: str, version, bento_model_name: str, labels
             PROFILE_FILE: Path(folder) / "extra_files" / PROFILE_FILE,
             MODEL_CARD: model_file.with_name(MODEL_CARD),
         }
+        reader = champion_reader(reader_model, Path(scratch) / "reader") if reader_model else None
+        if reader is not None:
+            companions[READER_FILE] = reader[0]
+            labels["reader_version"] = reader[1]
+        elif reader_model:
+            print(f"no {reader_model}@{CHAMPION} in the registry: the model ships without a string reader")
         with bentoml.models.create(bento_model_name, labels=labels, metadata=metrics) as bento_model:
             shutil.copyfile(model_file, bento_model.path_of(MODEL_FILE))
             for name, path in companions.items():

@@ -170,13 +170,16 @@ def parity_reference(folder: Path, test: ParityDigits) -> ParityReference:
     return ParityReference(test.images, predict_probabilities(model, test.images), known)
 
 
-def repackage(registered_model: str, bentofile: Path) -> dict[str, str | None]:
+def repackage(
+    registered_model: str, bentofile: Path, reader_model: str | None = None
+) -> dict[str, str | None]:
     """Package the champion as the package stage does (pipeline/package.py): `digits:latest` in the
-    BentoML store, which `make serve` serves, the challenger beside it if there is one, and a bento.
-    Returns the versions and the models' and the bento's tags."""
+    BentoML store, which `make serve` serves, with `reader_model`'s champion string reader and the
+    challenger beside it if there are, and a bento. Returns the versions and the models' and the bento's
+    tags."""
     from digitops.package import build_bento, import_challenger, import_champion
 
-    model_tag, version = import_champion(registered_model, registered_model)
+    model_tag, version = import_champion(registered_model, registered_model, reader_model)
     challenger_tag, challenger = import_challenger(registered_model, model_tag) or (None, None)
     return {
         "champion": version,

@@ -18,8 +18,11 @@ import yaml
 from mlflow import MlflowClient
 
 from digitops.export import export_onnx
+from digitops.infer.reader import optional_reader
 from digitops.models import build_model
 from digitops.monitoring import PROFILE_FILE, reference_profile
+from digitops.reader import build_reader, export_reader_onnx
+from digitops.reader_registry import log_reader, register_and_gate
 from digitops.tracking import configure, log_candidate_model
 
 pytestmark = pytest.mark.slow  # a real registry and model store: logs, registers and downloads a model
@@ -279,3 +282,30 @@ def test_the_champions_model_card_ships_beside_its_model(store, tmp_path):
     assert (bentoml_home / "models" / "carded" / version / "model_card.md").read_text(
         encoding="utf-8"
     ) == card
+
+
+# Packages the champion with the string reader `readers@champion` beside it, as the package stage does.
+_PACKAGE_WITH_READER = """
+import json, sys
+from digitops.package import import_champion
+for name in sys.argv[1:]:
+    tag, version = import_champion(name, name, "readers")
+    print(json.dumps({"name": name, "tag": tag, "version": version}))
+"""
+
+
+def test_the_champion_reader_ships_beside_the_model(store, tmp_path):
+    tracking_uri, logged_model_uri, _ = store
+    _register(logged_model_uri, "read-along", ["passed"])
+    MlflowClient().set_registered_model_alias("read-along", "champion", "1")
+    reader_file = export_reader_onnx(build_reader(), tmp_path / "reader.onnx")  # untrained: only copied
+    with mlflow.start_run():
+        register_and_gate(log_reader(reader_file), "readers", 0.9, None, min_improvement=0.0, floor=0.5)
+
+    bentoml_home = tmp_path / "bentoml"
+    answers = _package(["read-along"], tracking_uri, bentoml_home, _PACKAGE_WITH_READER)
+
+    model_folder = bentoml_home / "models" / "read-along" / _stored_models(bentoml_home)["read-along"][0]
+    assert answers["read-along"]["version"] == "1"
+    assert yaml.safe_load((model_folder / "model.yaml").read_text())["labels"]["reader_version"] == "1"
+    assert optional_reader(model_folder) is not None  # the service's own lookup finds and loads it

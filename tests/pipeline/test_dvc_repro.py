@@ -25,7 +25,7 @@ from tests.smoke import set_param as _set_params
 
 pytestmark = [pytest.mark.pipeline, pytest.mark.slow]
 
-STAGES = ["ingest", "validate", "split", "augment", "train", "evaluate", "promote", "package"]
+STAGES = ["ingest", "validate", "split", "augment", "train", "evaluate", "promote", "reader", "package"]
 MIX_FILES = [
     "mnist/train-images-idx3-ubyte.gz",
     "mnist/train-labels-idx1-ubyte.gz",
@@ -125,7 +125,7 @@ def test_train_and_evaluate_fill_one_mlflow_run(repo):
     assert [item.path for item in client.list_artifacts(run_id, "metrics")] == ["metrics/eval.json"]
     assert (repo / "mlartifacts").is_dir()
     models = client.search_logged_models(experiment_ids=[run.info.experiment_id])
-    assert [model.source_run_id for model in models] == [run_id]
+    assert [model.source_run_id for model in models if model.name == "model"] == [run_id]  # "reader": its own
 
 
 def test_train_calibrates_the_model_and_evaluate_reports_the_error_before_and_after(repo):
@@ -239,6 +239,30 @@ def test_package_puts_the_champion_in_the_bentoml_store_and_builds_a_bento(smoke
         report["bento_model"]
     ]
     assert Path(smoke_repo.env["BENTOML_HOME"]).is_dir()
+
+
+def test_the_reader_stage_registers_its_reader_and_never_serves_one_below_the_floor(smoke_repo):
+    """The smoke profile's reader (600 lines, one epoch) reads too few test lines: registered, but not
+    @champion, and the bento ships without a reader (/read classifies the digits it finds)."""
+    repo, env = smoke_repo.path, smoke_repo.env
+    report = json.loads((repo / "metrics/reader.json").read_text())
+    assert report["candidate"]["lines"] == 100
+    assert 0.0 <= report["candidate"]["line_accuracy"] <= report["candidate"]["digit_line_accuracy"] <= 1.0
+    assert set(report["candidate"]["sources"]) == {"mnist", "usps", "bhmsds", "optdigits-orig"}
+    assert report["champion"] is None
+    assert report["decision"]["promoted"] is False and "below the floor" in report["decision"]["reason"]
+    client = _mlflow(repo)
+    (version,) = client.search_model_versions("name = 'digits-reader'")
+    assert str(version.version) == report["decision"]["version"] and not version.aliases
+    run = client.get_run(version.run_id)
+    assert run.data.tags["digitops.kind"] == "reader" and run.data.params["reader.lines"] == "600"
+    assert "test.line_accuracy" in run.data.metrics
+    package = json.loads((repo / "reports/package.json").read_text())
+    model = json.loads(
+        _run(["bentoml", "models", "get", package["bento_model"], "-o", "json"], repo, env).stdout
+    )
+    assert "reader_version" not in model["labels"]
+    assert (repo / "models/reader.onnx").is_file()
 
 
 def test_a_forced_rerun_reproduces_every_data_output_byte_for_byte(repo, env):
