@@ -47,10 +47,12 @@ from digitops.data.idx import read_idx_digits  # noqa: E402
 from digitops.data.optdigits import read_optdigits  # noqa: E402
 from digitops.data.usps import read_usps  # noqa: E402
 from digitops.fingerprint import image_hashes  # noqa: E402
-from digitops.infer.classifier import load_classifier  # noqa: E402
+from digitops.infer.classifier import Classifier, load_classifier  # noqa: E402
+from digitops.infer.reader import Reader, load_reader  # noqa: E402
 from digitops.infer.segment import ReadResult, read_digits  # noqa: E402
 from digitops.io import atomic_path, atomic_write  # noqa: E402
 from digitops.preprocess import normalize_digits  # noqa: E402
+from digitops.strings import edit_distance  # noqa: E402
 
 # Each condition alone on the plain base, then all of them mixed (`_condition_photo`).
 CONDITIONS = (
@@ -76,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--model", type=Path, default=REPO_ROOT / "models" / "candidate.onnx")
+    parser.add_argument(
+        "--reader", type=Path, help="a string reader's .onnx (models/reader.onnx): read lines whole with it"
+    )
     parser.add_argument("--datasets", type=Path, default=REPO_ROOT.parent / "shared" / "datasets")
     parser.add_argument("--photos", type=int, default=300)
     parser.add_argument("--seed", type=int, default=0)
@@ -108,16 +113,16 @@ def main(argv: list[str] | None = None) -> int:
         ),
         strict=True,
     )
-    classifier = load_classifier(args.model)
-    classifier.warm_up()
+    classifier, reader = _models(args)
 
     results, seconds = [], []
     for photo in photos:
         started = time.perf_counter()
-        results.append(read_digits(photo.image, classifier))
+        results.append(read_digits(photo.image, classifier, reader))
         seconds.append(time.perf_counter() - started)
     figures = {
         "model": str(args.model),
+        "reader": str(args.reader) if args.reader else None,
         "photos": len(photos),
         "seed": args.seed,
         "paper_edge": args.paper_edge,
@@ -148,9 +153,13 @@ def main(argv: list[str] | None = None) -> int:
 def _run_conditions(args: argparse.Namespace, names: tuple[str, ...]) -> int:
     """The harder benchmark: `args.photos` photos per condition, read and scored; a table on stdout."""
     pools = _condition_pools(args.datasets)
-    classifier = load_classifier(args.model)
-    classifier.warm_up()
-    figures = {"model": str(args.model), "photos_per_condition": args.photos, "seed": args.seed}
+    classifier, reader = _models(args)
+    figures = {
+        "model": str(args.model),
+        "reader": str(args.reader) if args.reader else None,
+        "photos_per_condition": args.photos,
+        "seed": args.seed,
+    }
     figures["sources"] = {name: len(pool) for name, pool in pools.items()}
     rows, examples = {}, []
     for number, name in enumerate(CONDITIONS):
@@ -161,7 +170,7 @@ def _run_conditions(args: argparse.Namespace, names: tuple[str, ...]) -> int:
         results, seconds = [], []
         for photo in photos:
             started = time.perf_counter()
-            results.append(read_digits(photo.image, classifier))
+            results.append(read_digits(photo.image, classifier, reader))
             seconds.append(time.perf_counter() - started)
         row = _score(photos, results)
         row["seconds_per_photo"] = {
@@ -185,6 +194,16 @@ def _run_conditions(args: argparse.Namespace, names: tuple[str, ...]) -> int:
             photos, results = zip(*examples, strict=True)
             _example_grid(list(photos), list(results)).save(path, format="PNG")
     return 0
+
+
+def _models(args: argparse.Namespace) -> tuple[Classifier, Reader | None]:
+    """The classifier, and the string reader when one is given; both warmed up."""
+    classifier = load_classifier(args.model)
+    classifier.warm_up()
+    reader = load_reader(args.reader) if args.reader else None
+    if reader:
+        reader.warm_up()
+    return classifier, reader
 
 
 def _table_row(name: str, row: dict) -> str:
@@ -259,17 +278,6 @@ def _truth(photo: SyntheticPhoto) -> str:
     return "\n".join("".join(map(str, line)) for line in photo.lines)
 
 
-def _edit_distance(first: str, second: str) -> int:
-    """Levenshtein distance: insertions, deletions and substitutions, one each."""
-    previous = list(range(len(second) + 1))
-    for i, a in enumerate(first, start=1):
-        current = [i]
-        for j, b in enumerate(second, start=1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a != b)))
-        previous = current
-    return previous[-1]
-
-
 def _test_digits(datasets: Path) -> list[tuple[np.ndarray, int]]:
     """(image white-on-black uint8, label) of every MNIST and USPS test digit."""
     mnist_images, mnist_labels = read_idx_digits(
@@ -298,7 +306,7 @@ def _score(photos: list[SyntheticPhoto], results: list[ReadResult]) -> dict:
     counted_digits = counted_right = 0
     for photo, result in zip(photos, results, strict=True):
         truth = _truth(photo)
-        edits += _edit_distance(truth, result.text)
+        edits += edit_distance(truth, result.text)
         characters += len(truth)
         true_digits = truth.replace("\n", "")
         read_digits_ = result.text.replace("\n", "")

@@ -12,7 +12,9 @@ import pytest
 from PIL import Image, ImageDraw
 
 from bench.photos import Conditions, blank_photo, make_photo
+from digitops.infer.reader import ReadChar, ReadLine
 from digitops.infer.segment import DigitCrop, find_digits, read_digits
+from digitops.strings import READER_HEIGHT
 from tests.fakes import FOUR_STROKES, SEVEN_STROKES, draw_strokes
 
 _CIRCLE = [(128 + 70 * math.cos(t), 128 + 95 * math.sin(t)) for t in np.linspace(0, 2 * math.pi, 25)]
@@ -461,3 +463,99 @@ def test_a_slash_touching_a_digit_is_left_out_of_the_text(seed):
     result = read_digits(photo.image, classify)
     assert result.text == "320"
     assert [d.box for d in result.digits] == [crops[0].box, two.box, crops[2].box]
+
+
+class InkRunReader:
+    """A string reader that names each run of inked columns of a line's band, in order, after `texts`
+    (one string per line; '?' skips a run, as a reader that misses a digit would), 0.9 sure of each: the
+    real reader's contract, `(READER_HEIGHT, w) uint8 lines -> ReadLine`s."""
+
+    def __init__(
+        self, *texts: str, digits: dict[str, tuple[float, ...]] | None = None, sure: float = 0.9
+    ) -> None:
+        self.texts = texts
+        self.sure = sure
+        self.digits = digits or {}  # a character's ten digit probabilities, when not 0.9 on itself
+        self.lines: list[np.ndarray] = []
+
+    def __call__(self, lines: list[np.ndarray]) -> list[ReadLine]:
+        self.lines.extend(lines)
+        readings = []
+        for line, text in zip(lines, self.texts, strict=True):
+            inked = np.flatnonzero(line.max(axis=0) > 64)
+            runs = np.split(inked, np.flatnonzero(np.diff(inked) > 2) + 1)
+            assert len(runs) == len(text), (len(runs), text)
+            chars = [
+                ReadChar(char, self.sure, (int(run[0]), int(run[-1]) + 1), self._digits(char))
+                for char, run in zip(text, runs, strict=True)
+                if char != "?"
+            ]
+            readings.append(ReadLine(chars=chars, confidence=self.sure ** len(chars)))
+        return readings
+
+    def _digits(self, char: str) -> tuple[float, ...]:
+        if char in self.digits:
+            return self.digits[char]
+        if not char.isdigit():
+            return (0.1,) * 10
+        return tuple(self.sure if digit == int(char) else (1 - self.sure) / 9 for digit in range(10))
+
+
+def unsure_classifier(batch: np.ndarray) -> np.ndarray:
+    """A classifier with no opinion: every digit at 0.1."""
+    return np.full((len(batch), 10), 0.1, np.float32)
+
+
+def seven_classifier(batch: np.ndarray) -> np.ndarray:
+    """A classifier that reads every crop as a 7, 0.9 sure."""
+    probabilities = np.full((len(batch), 10), 0.1 / 9, np.float32)
+    probabilities[:, 7] = 0.9
+    return probabilities
+
+
+@pytest.mark.parametrize("rotation", [0.0, 6.0])
+def test_a_reader_reads_each_line_band_and_its_characters_map_back_onto_the_digits(rotation):
+    photo = photo_of([[3, 1, 4, 7], [1, 0]], seed=21, digit_height=45, max_rotation=rotation)
+    reader = InkRunReader("3147", "10")
+    result = read_digits(photo.image, unsure_classifier, reader)
+    assert result.text == "3147\n10"
+    assert len(reader.lines) == 2
+    assert all(line.shape[0] == READER_HEIGHT and line.dtype == np.uint8 for line in reader.lines)
+    for read, box in zip(result.digits, photo.boxes, strict=True):
+        assert iou(read.box, box) > 0.5, (read.box, box)
+    assert result.confidence == pytest.approx(0.9**6)
+
+
+def test_a_digit_alone_in_its_crop_is_the_one_reader_and_classifier_agree_on():
+    photo = photo_of([[3, 1, 4]], seed=24, digit_height=45)
+    unsure_one = tuple(0.6 if d == 1 else 0.35 if d == 7 else 0.05 / 8 for d in range(10))
+    reader = InkRunReader("314", digits={"1": unsure_one}, sure=0.99)
+    result = read_digits(photo.image, seven_classifier, reader)
+    assert result.text == "374"  # the 1 the reader was unsure of is the classifier's 7
+    assert result.digits[1].confidence > 0.9
+
+
+def test_a_digit_the_reader_missed_is_read_by_the_classifier_when_it_is_sure():
+    photo = photo_of([[3, 1, 4]], seed=25, digit_height=45)
+    assert read_digits(photo.image, seven_classifier, InkRunReader("?14", sure=0.99)).text == "714"
+    assert read_digits(photo.image, unsure_classifier, InkRunReader("?14", sure=0.99)).text == "14"
+
+
+def test_a_reading_the_reader_is_unsure_of_gives_way_to_surer_crops():
+    photo = photo_of([[3, 1, 4]], seed=26, digit_height=45)
+    assert read_digits(photo.image, seven_classifier, InkRunReader("314", sure=0.2)).text == "777"
+
+
+def test_separators_read_by_the_reader_are_kept_apart_from_the_text():
+    photo = photo_of([[3, 1, 4]], seed=22, digit_height=45)
+    result = read_digits(photo.image, unsure_classifier, InkRunReader("3-4"))
+    assert result.text == "34"
+    assert [s.mark for s in result.separators] == ["-"]
+    assert iou(result.separators[0].box, photo.boxes[1]) > 0.5
+
+
+def test_a_line_of_only_separators_reads_as_empty_text_not_an_error():
+    photo = photo_of([[1, 1]], seed=23, digit_height=45)
+    result = read_digits(photo.image, unsure_classifier, InkRunReader("//"))
+    assert result.text == "" and result.digits == [] and result.confidence == 0.0
+    assert [s.mark for s in result.separators] == ["/", "/"]

@@ -28,13 +28,15 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import cc3d
 import numpy as np
 from PIL import Image, ImageFilter, ImageOps
 
+from digitops.infer.reader import ReadChar, ReadLine
 from digitops.preprocess import EmptyImageError, normalize_digit
+from digitops.strings import READER_HEIGHT, line_pixels, to_line_height
 
 MAX_ANALYSIS_SIDE = 1600  # px: larger photos are analysed downscaled
 BACKGROUND_GRID = 64  # cells along the long side for the paper's brightness
@@ -88,6 +90,16 @@ SLASH_HEIGHT = 0.8  # a part cut off a wide crop, at least this many digit heigh
 SLASH_LEAN = (0.2, 0.6)  # ... leaning right by this fraction of its height, ...
 SLASH_WIDTH = 0.2  # ... a stroke no wider across than this fraction of its height ...
 SLASH_BEND = 0.03  # ... straight to this fraction of its height, is a slash touching a digit
+BAND_SIDE = 1.0  # a line's band for the string reader reaches this many digit heights past its digits
+BAND_MARGIN = 0.2  # ... and this many above and below them
+TYPICAL_HEIGHT = 1.3  # a crop taller than this many times the line's median does not set its band
+MAX_LINE_SLOPE = 0.25  # a line is straightened for the reader up to this rise per column (14 degrees)
+BOX_INK = 64  # a pixel of a character's columns brighter than this (0-255) is ink of its box
+CHAR_HALF_WIDTH = 0.25  # half a digit's width, in band heights: a line's first and last character's reach
+READER_TRUSTED = 0.3  # a reading the reader is this sure of stands; below, the surer of it and the crops'
+OWNER_REACH = 0.25  # a character marked this many digit heights beside a crop may still be in it
+MISSED_HEIGHT = 0.75  # a crop the reader read nothing in, this tall against the line's digits, ...
+MISSED_SURE = 0.5  # ... is a digit it missed when the classifier is this sure of it
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: `pixels` is an array, which has no single truth value
@@ -115,6 +127,13 @@ class ReadDigit:
 
 
 @dataclass(frozen=True)
+class ReadSeparator:
+    mark: str  # one of digitops.strings.SEPARATORS: '.', ',', '-', '=', '/'
+    confidence: float
+    box: tuple[int, int, int, int]  # (x, y, width, height) in the original photo's pixels
+
+
+@dataclass(frozen=True)
 class ReadResult:
     """What a photo says: `text` has one line of digits per written line, separated by '\\n'.
 
@@ -128,6 +147,9 @@ class ReadResult:
     text: str
     digits: list[ReadDigit]
     confidence: float = 0.0
+    separators: list[ReadSeparator] = field(
+        default_factory=list
+    )  # read between and after digits, not in text
 
     def to_dict(self) -> dict:
         """Plain types only, for JSON."""
@@ -144,35 +166,49 @@ def find_digits(image: Image.Image | np.ndarray) -> list[DigitCrop]:
     Returns:
         One `DigitCrop` per digit, top line first, left to right; empty when the photo holds no ink.
     """
+    analysis, to_photo = _locate(image)
+    return [DigitCrop(box=to_photo(box), pixels=pixels, line=line) for box, pixels, line in analysis.found]
+
+
+@dataclass(frozen=True, eq=False)
+class _Analysis:
+    """What `_analyse` finds in the analysis image: the digits ((x0, y0, x1, y1), pixels, line) in reading
+    order, the paper to add around a tight crop (0: not one), the ink's darkness relative to the paper
+    (h, w) and the darkness under which it is the paper's noise (h, w)."""
+
+    found: list[tuple[tuple[int, int, int, int], np.ndarray, int]]
+    margin: int
+    darkness: np.ndarray
+    floor: np.ndarray
+
+
+def _locate(
+    image: Image.Image | np.ndarray,
+) -> tuple[_Analysis, Callable[[tuple], tuple[int, int, int, int]]]:
+    """Analyse a photo (steps 1-7 of the module). Also returns the function that maps a box (x0, y0, x1, y1)
+    of the analysis to (x, y, width, height) in the original photo."""
     gray = _grayscale(image)  # (H, W) float32 in [0, 1]
-    original_height, original_width = gray.shape
+    original_size = gray.shape[::-1]
     scale = min(1.0, MAX_ANALYSIS_SIDE / max(gray.shape))
     if scale < 1.0:
-        size = (max(1, round(original_width * scale)), max(1, round(original_height * scale)))
+        size = (max(1, round(original_size[0] * scale)), max(1, round(original_size[1] * scale)))
         gray = np.asarray(Image.fromarray(gray, mode="F").resize(size, Image.Resampling.BOX))
-    found, margin = _analyse(gray)
-    if margin:
-        # A crop as tight as the writing: the digits at its sides would look like the paper's edge or the
-        # desk. Surrounded by paper (its own brightness, continued past the sides), they are digits again.
-        padded = np.pad(_upsample(_paper_cells(gray), gray.shape), margin, mode="edge")  # (h + 2m, w + 2m)
-        padded[margin:-margin, margin:-margin] = gray
-        height, width = gray.shape
-        found = [
-            (_unpad(box, margin, (width, height)), pixels, line) for box, pixels, line in _analyse(padded)[0]
-        ]
-    return [
-        DigitCrop(box=_to_original(box, scale, (original_width, original_height)), pixels=pixels, line=line)
-        for box, pixels, line in found
-    ]
+    analysis = _analyse(gray)
+    margin = analysis.margin
+    if not margin:
+        return analysis, lambda box: _to_original(box, scale, original_size)
+    # A crop as tight as the writing: the digits at its sides would look like the paper's edge or the
+    # desk. Surrounded by paper (its own brightness, continued past the sides), they are digits again.
+    padded = np.pad(_upsample(_paper_cells(gray), gray.shape), margin, mode="edge")  # (h + 2m, w + 2m)
+    padded[margin:-margin, margin:-margin] = gray
+    analysed_size = gray.shape[::-1]
+    return _analyse(padded), lambda box: _to_original(
+        _unpad(box, margin, analysed_size), scale, original_size
+    )
 
 
-def _analyse(gray: np.ndarray) -> tuple[list[tuple[tuple[int, int, int, int], np.ndarray, int]], int]:
-    """Steps 2-6 of the module on the analysis image (h, w) float32.
-
-    Returns:
-        (x0, y0, x1, y1), the crop's pixels and the line number of each digit, in reading order; and the
-        margin of paper to add around a tight crop (`_tight_margin`), 0 when the photo is not one.
-    """
+def _analyse(gray: np.ndarray) -> _Analysis:
+    """Steps 2-6 of the module on the analysis image (h, w) float32 (`_tight_margin` for the margin)."""
     brightness_cells = _paper_cells(gray)  # (gh, gw)
     relative = gray / _upsample(brightness_cells, gray.shape)  # (h, w): paper ~1, ink darker
     ink = _mean3(1.0 - relative)  # (h, w), paper ~0; averaged over 3x3 to quieten grain and sensor noise
@@ -191,7 +227,8 @@ def _analyse(gray: np.ndarray) -> tuple[list[tuple[tuple[int, int, int, int], np
             box = _union(boxes[groups[index]])
             found.append((box, _crop(flat, labels, groups[index], box), line_number))
     kept = np.array([box for box, _, _ in found], np.int64).reshape(-1, 4)  # (d, 4)
-    return found, _tight_margin(boxes, areas, kept, mask.shape)
+    darkness = np.clip(1.0 - relative, 0.0, 1.0)
+    return _Analysis(found, _tight_margin(boxes, areas, kept, mask.shape), darkness, floor)
 
 
 def _tight_margin(boxes: np.ndarray, areas: np.ndarray, kept: np.ndarray, shape: tuple[int, int]) -> int:
@@ -220,8 +257,19 @@ def _tight_margin(boxes: np.ndarray, areas: np.ndarray, kept: np.ndarray, shape:
     return max(4, round(TIGHT_MARGIN * (y1 - y0)))
 
 
-def read_digits(image: Image.Image | np.ndarray, classify: Callable[[np.ndarray], np.ndarray]) -> ReadResult:
+def read_digits(
+    image: Image.Image | np.ndarray,
+    classify: Callable[[np.ndarray], np.ndarray],
+    reader: Callable[[list[np.ndarray]], list[ReadLine]] | None = None,
+) -> ReadResult:
     """Read the digits of a photo.
+
+    With a `reader` (digitops.infer.reader.Reader), each line found is cut out of the photo as a band and
+    read whole (`_read_lines`): separators come back apart from the digits, and touching digits need no
+    cut. That reading stands when the reader is at least `READER_TRUSTED` sure of it; below, the photo
+    is also read crop by crop as without a reader, and the surer of the two readings is returned (the
+    reader misses some odd-shaped digits that a crop shows plainly). Without a reader, each digit found
+    is classified:
 
     A crop wider than one digit of its line (`_is_wide`) may be touching digits that make one component:
     it is also cut at the columns of least ink into 2 to `MAX_PARTS` parts (`_cut_sets`), and read as the
@@ -234,16 +282,33 @@ def read_digits(image: Image.Image | np.ndarray, classify: Callable[[np.ndarray]
         image: anything `find_digits` accepts.
         classify: (B, 28, 28) uint8 MNIST-style digits -> (B, 10) float32 probabilities, e.g. a
             `digitops.infer.classifier.Classifier`. Called once, with every crop and every candidate part
-            (not at all when there are none).
+            (not at all when there are none, nor when a `reader` reads the lines).
+        reader: lines (READER_HEIGHT, w) uint8 -> a `ReadLine` each, called once with every line.
 
     Returns:
         The digits in reading order with their boxes and confidences, and the text they spell.
     """
+    analysis, to_photo = _locate(image)
+    by_crops = _classify_crops(analysis, to_photo, classify)
+    if reader is None:
+        return by_crops
+    by_reader, sure = _read_lines(analysis, to_photo, classify, reader)
+    return by_reader if sure >= READER_TRUSTED or sure >= by_crops.confidence else by_crops
+
+
+def _classify_crops(
+    analysis: _Analysis,
+    to_photo: Callable[[tuple], tuple[int, int, int, int]],
+    classify: Callable[[np.ndarray], np.ndarray],
+) -> ReadResult:
+    """Classify each crop segmentation found (and the parts of the wide ones): `read_digits` without a
+    reader."""
     crops = []
     digits = []  # (N, 28, 28) uint8: the crops, then the candidate parts of the wide ones
-    for crop in find_digits(image):
+    for box, pixels, line in analysis.found:
+        crop = DigitCrop(box=to_photo(box), pixels=pixels, line=line)
         try:
-            digits.append(normalize_digit(crop.pixels))
+            digits.append(normalize_digit(pixels))
         except EmptyImageError:  # cannot happen for a crop of ink; a guard, not a path
             continue
         crops.append(crop)
@@ -294,6 +359,188 @@ def read_digits(image: Image.Image | np.ndarray, classify: Callable[[np.ndarray]
         digits=read,
         confidence=float(np.prod([digit.confidence for digit in read])),
     )
+
+
+def _read_lines(
+    analysis: _Analysis,
+    to_photo: Callable[[tuple], tuple[int, int, int, int]],
+    classify: Callable[[np.ndarray], np.ndarray],
+    reader: Callable[[list[np.ndarray]], list[ReadLine]],
+) -> tuple[ReadResult, float]:
+    """Read each line's band with the string reader, and check its digits with the classifier; also
+    returns how sure the reader is of the whole reading, separators included (a reading of separators
+    alone has a confidence of 0.0 as a result, having no digits, yet may be sure).
+
+    The reader says what the line holds: how many digits, where, and which marks are separators. Where a
+    crop segmentation found holds exactly one of its characters, a digit, the crop is also classified and
+    the digit is the one both agree on best (the product of their probabilities); the crop is a cleaner
+    view of one digit than the reader's few columns, and the classifier has seen far more digits. Digits
+    the crops do not separate (touching, overlapping, broken into pieces) are the reader's alone.
+    """
+    lines: dict[int, list[tuple[tuple[int, int, int, int], np.ndarray]]] = {}
+    for box, pixels, line in analysis.found:
+        lines.setdefault(line, []).append((box, pixels))
+    crops_by_line = [lines[number] for number in sorted(lines)]
+    bands = [_LineBand.cut(analysis, [box for box, _ in crops]) for crops in crops_by_line]
+    readings = reader([band.pixels for band in bands])
+    plans = []  # per line: (char, its box at analysis scale, its row in the classifier's batch or None)
+    batch = []  # (N, 28, 28) uint8: the crops that hold one digit of the reader's
+    for band, reading, crops in zip(bands, readings, crops_by_line, strict=True):
+        centres = [band.x_of((c.columns[0] + c.columns[1]) / 2) for c in reading.chars]
+        owners = [_owner(centre, [box for box, _ in crops]) for centre in centres]
+        line_plan = []
+        for index, (char, owner) in enumerate(zip(reading.chars, owners, strict=True)):
+            if char.char.isdigit() and owner is not None and owners.count(owner) == 1:
+                line_plan.append((char, crops[owner][0], len(batch)))
+                batch.append(normalize_digit(crops[owner][1]))
+            else:
+                line_plan.append((char, band.box_of(_extent(reading.chars, index)), None))
+        # A crop the size of the line's digits in which the reader saw nothing may be a digit it missed
+        # (an odd shape at the line's end): the classifier reads it, and it counts if the classifier is sure.
+        read_heights = [
+            crops[o][0][3] - crops[o][0][1]
+            for o, c in zip(owners, reading.chars, strict=True)
+            if o is not None and c.char.isdigit()
+        ]
+        if read_heights:
+            for index, (box, pixels) in enumerate(crops):
+                if index not in owners and box[3] - box[1] >= MISSED_HEIGHT * float(np.median(read_heights)):
+                    line_plan.append((None, box, len(batch)))
+                    batch.append(normalize_digit(pixels))
+        line_plan.sort(key=lambda item: item[1][0] + item[1][2])
+        plans.append(line_plan)
+    probabilities = np.asarray(classify(np.stack(batch))) if batch else np.zeros((0, 10), np.float32)
+    digits, separators, texts = [], [], []
+    confidence = float(np.prod([reading.confidence for reading in readings]))
+    for line_plan in plans:
+        text = ""
+        for char, box, row in line_plan:
+            if char is None:  # a crop the reader missed
+                if probabilities[row].max() >= MISSED_SURE:
+                    digit, sure = int(probabilities[row].argmax()), float(probabilities[row].max())
+                    digits.append(ReadDigit(digit=digit, confidence=sure, box=to_photo(box)))
+                    text += str(digit)
+                    confidence *= sure
+                continue
+            if not char.char.isdigit():
+                separators.append(
+                    ReadSeparator(mark=char.char, confidence=char.confidence, box=to_photo(box))
+                )
+                continue
+            digit, sure = int(char.char), char.confidence
+            if row is not None:
+                agreed = probabilities[row] * np.asarray(char.digits)
+                agreed = agreed / max(float(agreed.sum()), 1e-12)
+                digit, sure = int(agreed.argmax()), float(agreed.max())
+                confidence *= sure / char.confidence  # the digit's confidence is now the agreed one
+            digits.append(ReadDigit(digit=digit, confidence=sure, box=to_photo(box)))
+            text += str(digit)
+        if text:
+            texts.append(text)
+    result = ReadResult(
+        text="\n".join(texts), digits=digits, confidence=confidence if digits else 0.0, separators=separators
+    )
+    return result, confidence
+
+
+def _owner(x: float, boxes: list[tuple[int, int, int, int]]) -> int | None:
+    """The crop a character marked at `x` belongs to: the one whose centre is nearest, if `x` lies within it
+    or `OWNER_REACH` digit heights of its sides (CTC tends to mark a character near its left edge)."""
+    found = np.asarray(boxes, np.float64)  # (n, 4)
+    reach = OWNER_REACH * float(np.median(found[:, 3] - found[:, 1]))
+    nearest = int(np.argmin(np.abs((found[:, 0] + found[:, 2]) / 2 - x)))
+    return nearest if found[nearest, 0] - reach <= x < found[nearest, 2] + reach else None
+
+
+def _extent(chars: list[ReadChar], index: int) -> tuple[int, int]:
+    """The columns of the line a character may own: from halfway to its left neighbour to halfway to its
+    right one (CTC marks a character by a step or two, narrower than its ink), or a digit's half width
+    past the line's first and last characters."""
+    centres = [(c.columns[0] + c.columns[1]) / 2 for c in chars]
+    half = READER_HEIGHT * CHAR_HALF_WIDTH
+    left = (centres[index - 1] + centres[index]) / 2 if index > 0 else centres[index] - half
+    right = (centres[index] + centres[index + 1]) / 2 if index + 1 < len(chars) else centres[index] + half
+    return max(0, int(np.floor(left))), int(np.ceil(right))
+
+
+@dataclass(frozen=True, eq=False)
+class _LineBand:
+    """A line of writing cut out of the analysis image and straightened, as the string reader takes it.
+
+    The band spans the line's digits plus `BAND_SIDE` digit heights on either side (separators after a
+    number, a digit segmentation missed) and `BAND_MARGIN` above and below; a sloping line (a photo turned
+    a little) is sheared level first, so that its digits keep their height in the band.
+    """
+
+    pixels: np.ndarray  # (READER_HEIGHT, w) uint8, ink bright on black
+    origin: tuple[float, float]  # the band's top-left corner in the analysis image
+    centre: float  # x of the shear's fixed column
+    slope: float  # the line's rise per column (down positive)
+    factor: float  # analysis pixels per band pixel
+    size: tuple[int, int]  # the analysis image's (width, height)
+
+    @classmethod
+    def cut(cls, analysis: _Analysis, boxes: list[tuple[int, int, int, int]]) -> _LineBand:
+        found = np.asarray(boxes, np.float64)  # (n, 4) x0, y0, x1, y1
+        heights = found[:, 3] - found[:, 1]
+        height = float(np.median(heights))
+        # The band follows the crops of a digit's height; a taller one (pieces of squared paper joined
+        # with a digit) would make the band, and so its digits in the reader's 32 px, too small.
+        typical = heights <= TYPICAL_HEIGHT * height
+        found = found[typical] if typical.any() else found
+        centres_x, centres_y = (found[:, 0] + found[:, 2]) / 2, (found[:, 1] + found[:, 3]) / 2
+        slope = 0.0
+        if len(found) >= 2 and np.ptp(centres_x) > height:
+            slope = float(np.clip(np.polyfit(centres_x, centres_y, 1)[0], -MAX_LINE_SLOPE, MAX_LINE_SLOPE))
+        image_height, image_width = analysis.darkness.shape
+        x0 = max(0.0, found[:, 0].min() - BAND_SIDE * height)
+        x1 = min(float(image_width), found[:, 2].max() + BAND_SIDE * height)
+        centre = (x0 + x1) / 2
+        level = centres_y - slope * (centres_x - centre)  # each digit's centre on the level line
+        y0 = float((level - (found[:, 3] - found[:, 1]) / 2).min() - BAND_MARGIN * height)
+        y1 = float((level + (found[:, 3] - found[:, 1]) / 2).max() + BAND_MARGIN * height)
+        width, band_height = max(1, round(x1 - x0)), max(1, round(y1 - y0))
+        # The band's (x, y) samples the analysis image at (x0 + x, y0 + y + slope * (x0 + x - centre)).
+        coefficients = (1, 0, x0, slope, 1, y0 + slope * (x0 - centre))
+        darkness, floor = (
+            np.asarray(
+                Image.fromarray(values.astype(np.float32), mode="F").transform(
+                    (width, band_height),
+                    Image.Transform.AFFINE,
+                    coefficients,
+                    Image.Resampling.BILINEAR,
+                    fillcolor=fill,
+                )
+            )
+            for values, fill in ((analysis.darkness, 0.0), (analysis.floor, 1.0))
+        )
+        pixels = to_line_height(line_pixels(darkness, floor))
+        return cls(pixels, (x0, y0), centre, slope, band_height / READER_HEIGHT, (image_width, image_height))
+
+    def x_of(self, column: float) -> float:
+        """A column of the band's pixels -> x in the analysis image (straightening moves rows only)."""
+        return self.origin[0] + column * self.factor
+
+    def box_of(self, columns: tuple[int, int]) -> tuple[int, int, int, int]:
+        """Columns [start, end) of the band's pixels -> the box (x0, y0, x1, y1) of their ink in the analysis
+        image, trimmed to the columns and rows that hold ink (all of them where none does)."""
+        start, end = columns
+        ink = self.pixels[:, start:end] > BOX_INK  # (READER_HEIGHT, end - start)
+        inked_columns = np.flatnonzero(ink.any(axis=0))
+        if inked_columns.size:
+            start, end = start + int(inked_columns[0]), start + int(inked_columns[-1]) + 1
+        inked = np.flatnonzero(ink.any(axis=1))
+        top, bottom = (inked[0], inked[-1] + 1) if inked.size else (0, READER_HEIGHT)
+        x0, y0 = self.origin
+        left, right = x0 + start * self.factor, x0 + end * self.factor
+        shift = self.slope * ((left + right) / 2 - self.centre)
+        width, height = self.size
+        return (
+            int(np.clip(np.floor(left), 0, width)),
+            int(np.clip(np.floor(y0 + top * self.factor + shift), 0, height)),
+            int(np.clip(np.ceil(right), 0, width)),
+            int(np.clip(np.ceil(y0 + bottom * self.factor + shift), 0, height)),
+        )
 
 
 def _lines(crops: list[DigitCrop]) -> list[int]:

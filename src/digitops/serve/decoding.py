@@ -28,6 +28,7 @@ from digitops.infer.inputs import (
     digit_from_image,
     open_image,
 )
+from digitops.infer.reader import Reader
 from digitops.infer.segment import ReadResult, read_digits
 
 T = TypeVar("T")
@@ -77,7 +78,10 @@ def digits_from_uploads(uploads: Sequence[bytes | Image.Image], limits: InputLim
 
 
 def read_photo(
-    upload: bytes | Image.Image, limits: InputLimits, classify: Callable[[np.ndarray], np.ndarray]
+    upload: bytes | Image.Image,
+    limits: InputLimits,
+    classify: Callable[[np.ndarray], np.ndarray],
+    reader: Reader | None = None,
 ) -> ReadResult:
     """A photo of several digits -> its digits in reading order, with boxes in the photo's own pixels.
 
@@ -94,14 +98,16 @@ def read_photo(
     if factor >= 2:  # block averages: what the segmenter's own BOX resize would make of the full image
         image = image.reduce(factor)  # keeps the EXIF orientation the segmenter applies
     scale = max(full_size) / max(image.size)  # the photo's pixels per analysed pixel, on either side
-    result = read_digits(image, classify)
+    result = read_digits(image, classify, reader)
     if scale == 1:
         return result
     width, height = full_size
     if _turns(image):  # the segmenter's boxes are in the upright photo's pixels
         width, height = height, width
     return replace(
-        result, digits=[replace(d, box=_scaled(d.box, scale, (width, height))) for d in result.digits]
+        result,
+        digits=[replace(d, box=_scaled(d.box, scale, (width, height))) for d in result.digits],
+        separators=[replace(s, box=_scaled(s.box, scale, (width, height))) for s in result.separators],
     )
 
 

@@ -68,13 +68,20 @@ class ReadDigitOut(BaseModel):
     box: tuple[int, int, int, int]  # x, y, width, height in the photo's pixels
 
 
+class ReadSeparatorOut(BaseModel):
+    mark: str  # '.', ',', '-', '=' or '/': written between or after the digits, not part of `text`
+    confidence: float
+    box: tuple[int, int, int, int]  # (x, y, width, height) in the photo's pixels
+
+
 class Reading(BaseModel):
     text: str  # the digits in reading order, lines separated by a newline ("" when none were found)
     digits: list[ReadDigitOut]
     model_version: str
-    # The product of the digits' confidences (the chance all are right); 0.0 when none were found. With a
-    # default, so that an answer without it (an older service) still parses.
+    # The chance the whole text is right (digitops.infer.segment.ReadResult); 0.0 when none were found.
+    # With defaults, so that an answer without these (an older service) still parses.
     confidence: float = 0.0
+    separators: list[ReadSeparatorOut] = []  # read by the string reader, when the model has one
 
 
 class StoredFeedback(BaseModel):

@@ -34,6 +34,7 @@ from pydantic import BaseModel, Field
 from digitops.digits import NUM_CLASSES
 from digitops.infer.classifier import CPU, CUDA, load_classifier
 from digitops.infer.inputs import BadInputError
+from digitops.infer.reader import optional_reader
 from digitops.serve.batcher import Batcher, OverloadedError
 from digitops.serve.contributors import NotAllowedError
 from digitops.serve.decoding import Decoders, digits_from_uploads, read_photo
@@ -114,12 +115,16 @@ class DigitClassifier:
             providers=providers,
             optimization=SERVE.graph_optimization,
         )
+        # The string reader that reads /read's lines whole, when the model was packaged with one
+        self.reader = optional_reader(Path(stored.path), SERVE.threads_per_worker, SERVE.graph_optimization)
         loaded = time.perf_counter()
         labels = stored.info.labels
         self.model_version = (
             f"{labels.get('registered_model', stored.tag.name)}/{labels.get('mlflow_version', '?')}"
         )
         self.classifier.warm_up((1, SERVE.max_batch_size))
+        if self.reader is not None:
+            self.reader.warm_up()
         # Uploads are decoded in threads, a few at a time (the lean routes' too)
         self.decoders = Decoders(SERVE.max_concurrent_decodes, SERVE.max_concurrent_photos)
         self.batcher = Batcher(
@@ -186,11 +191,12 @@ class DigitClassifier:
     async def read(self, image: Photo) -> Annotated[Reading, ContentType(JSON)]:
         """Read the handwritten digits in a photo or scan: the digits in reading order, with boxes.
 
-        The photo is decoded and segmented off the event loop; all its digits go through the model in one
-        call.
+        The photo is decoded and segmented off the event loop. With the string reader (packaged beside the
+        model), each line is read whole and separators come back apart; without it, all the digits found go
+        through the classifier in one call.
         """
         try:
-            result = await self.decoders.photos(read_photo, image, PHOTO_LIMITS, self.classifier)
+            result = await self.decoders.photos(read_photo, image, PHOTO_LIMITS, self.classifier, self.reader)
         except BadInputError as error:
             raise BadInput(str(error)) from None
         return Reading(**result.to_dict(), model_version=self.model_version)

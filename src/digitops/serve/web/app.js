@@ -436,6 +436,8 @@
         let note = ` (${count} digit${count === 1 ? "" : "s"}`;
         if (typeof body.confidence === "number") note += `, confidence ${percent(body.confidence, 0)}`;
         if (low > 0) note += `; check the ${low === 1 ? "amber digit" : `${low} amber digits`}`;
+        const marks = Array.isArray(body.separators) ? body.separators.map((item) => item.mark) : [];
+        if (marks.length > 0) note += `; separators left out: ${marks.join(" ")}`;
         photoText.append(`${note})`);
       }
     } catch (error) {
