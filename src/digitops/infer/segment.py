@@ -281,19 +281,22 @@ def read_digits(
     Args:
         image: anything `find_digits` accepts.
         classify: (B, 28, 28) uint8 MNIST-style digits -> (B, 10) float32 probabilities, e.g. a
-            `digitops.infer.classifier.Classifier`. Called once, with every crop and every candidate part
-            (not at all when there are none, nor when a `reader` reads the lines).
+            `digitops.infer.classifier.Classifier`. Without a reader, called once with every crop and every
+            candidate part (not at all when there are none); with one, for the crops holding one of its
+            digits, and again crop by crop when the reader is unsure.
         reader: lines (READER_HEIGHT, w) uint8 -> a `ReadLine` each, called once with every line.
 
     Returns:
         The digits in reading order with their boxes and confidences, and the text they spell.
     """
     analysis, to_photo = _locate(image)
-    by_crops = _classify_crops(analysis, to_photo, classify)
     if reader is None:
-        return by_crops
+        return _classify_crops(analysis, to_photo, classify)
     by_reader, sure = _read_lines(analysis, to_photo, classify, reader)
-    return by_reader if sure >= READER_TRUSTED or sure >= by_crops.confidence else by_crops
+    if sure >= READER_TRUSTED:  # the crop-by-crop reading is only needed to second an unsure reader
+        return by_reader
+    by_crops = _classify_crops(analysis, to_photo, classify)
+    return by_reader if sure >= by_crops.confidence else by_crops
 
 
 def _classify_crops(
