@@ -467,15 +467,20 @@ def test_a_slash_touching_a_digit_is_left_out_of_the_text(seed):
 
 class InkRunReader:
     """A string reader that names each run of inked columns of a line's band, in order, after `texts`
-    (one string per line; '?' skips a run, as a reader that misses a digit would), 0.9 sure of each: the
-    real reader's contract, `(READER_HEIGHT, w) uint8 lines -> ReadLine`s."""
+    (one string per line; '?' skips a run, as a reader that misses a digit would), `sure` of each (or as
+    `sure_of` says): the real reader's contract, `(READER_HEIGHT, w) uint8 lines -> ReadLine`s."""
 
     def __init__(
-        self, *texts: str, digits: dict[str, tuple[float, ...]] | None = None, sure: float = 0.9
+        self,
+        *texts: str,
+        digits: dict[str, tuple[float, ...]] | None = None,
+        sure: float = 0.9,
+        sure_of: dict[str, float] | None = None,
     ) -> None:
         self.texts = texts
         self.sure = sure
-        self.digits = digits or {}  # a character's ten digit probabilities, when not 0.9 on itself
+        self.sure_of = sure_of or {}  # a character's confidence, when not `sure`
+        self.digits = digits or {}  # a character's ten digit probabilities, when not `sure` on itself
         self.lines: list[np.ndarray] = []
 
     def __call__(self, lines: list[np.ndarray]) -> list[ReadLine]:
@@ -486,11 +491,16 @@ class InkRunReader:
             runs = np.split(inked, np.flatnonzero(np.diff(inked) > 2) + 1)
             assert len(runs) == len(text), (len(runs), text)
             chars = [
-                ReadChar(char, self.sure, (int(run[0]), int(run[-1]) + 1), self._digits(char))
+                ReadChar(
+                    char,
+                    self.sure_of.get(char, self.sure),
+                    (int(run[0]), int(run[-1]) + 1),
+                    self._digits(char),
+                )
                 for char, run in zip(text, runs, strict=True)
                 if char != "?"
             ]
-            readings.append(ReadLine(chars=chars, confidence=self.sure ** len(chars)))
+            readings.append(ReadLine(chars=chars, confidence=float(np.prod([c.confidence for c in chars]))))
         return readings
 
     def _digits(self, char: str) -> tuple[float, ...]:
@@ -548,14 +558,22 @@ def test_a_reading_the_reader_is_unsure_of_gives_way_to_surer_crops():
 
 def test_separators_read_by_the_reader_are_kept_apart_from_the_text():
     photo = photo_of([[3, 1, 4]], seed=22, digit_height=45)
-    result = read_digits(photo.image, unsure_classifier, InkRunReader("3-4"))
+    result = read_digits(photo.image, unsure_classifier, InkRunReader("3-4", sure=0.99))
     assert result.text == "34"
     assert [s.mark for s in result.separators] == ["-"]
     assert iou(result.separators[0].box, photo.boxes[1]) > 0.5
 
 
+def test_a_separator_the_reader_is_unsure_of_is_read_as_a_digit_when_its_crop_is_digit_tall():
+    photo = photo_of([[3, 1, 4]], seed=27, digit_height=45)
+    unsure = read_digits(photo.image, seven_classifier, InkRunReader("3/4", sure=0.99, sure_of={"/": 0.6}))
+    assert unsure.text == "374" and unsure.separators == []  # a slanted 1 the reader took for a slash
+    sure = read_digits(photo.image, seven_classifier, InkRunReader("3/4", sure=0.99))
+    assert sure.text == "34" and [s.mark for s in sure.separators] == ["/"]
+
+
 def test_a_line_of_only_separators_reads_as_empty_text_not_an_error():
     photo = photo_of([[1, 1]], seed=23, digit_height=45)
-    result = read_digits(photo.image, unsure_classifier, InkRunReader("//"))
+    result = read_digits(photo.image, unsure_classifier, InkRunReader("//", sure=0.99))
     assert result.text == "" and result.digits == [] and result.confidence == 0.0
     assert [s.mark for s in result.separators] == ["/", "/"]

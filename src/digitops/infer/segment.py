@@ -100,6 +100,7 @@ READER_TRUSTED = 0.3  # a reading the reader is this sure of stands; below, the 
 OWNER_REACH = 0.25  # a character marked this many digit heights beside a crop may still be in it
 MISSED_HEIGHT = 0.75  # a crop the reader read nothing in, this tall against the line's digits, ...
 MISSED_SURE = 0.5  # ... is a digit it missed when the classifier is this sure of it
+SEPARATOR_SURE = 0.9  # a separator the reader is less sure of, alone in a digit-tall crop, is read as a digit
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: `pixels` is an array, which has no single truth value
@@ -377,8 +378,10 @@ def _read_lines(
     The reader says what the line holds: how many digits, where, and which marks are separators. Where a
     crop segmentation found holds exactly one of its characters, a digit, the crop is also classified and
     the digit is the one both agree on best (the product of their probabilities); the crop is a cleaner
-    view of one digit than the reader's few columns, and the classifier has seen far more digits. Digits
-    the crops do not separate (touching, overlapping, broken into pieces) are the reader's alone.
+    view of one digit than the reader's few columns, and the classifier has seen far more digits. So is a
+    separator the reader is unsure of, alone in a crop as tall as the line's digits (`_may_be_digit`): a
+    slanted '1' looks like a '/'. Digits the crops do not separate (touching, overlapping, broken into
+    pieces) are the reader's alone.
     """
     lines: dict[int, list[tuple[tuple[int, int, int, int], np.ndarray]]] = {}
     for box, pixels, line in analysis.found:
@@ -391,9 +394,14 @@ def _read_lines(
     for band, reading, crops in zip(bands, readings, crops_by_line, strict=True):
         centres = [band.x_of((c.columns[0] + c.columns[1]) / 2) for c in reading.chars]
         owners = [_owner(centre, [box for box, _ in crops]) for centre in centres]
+        height = float(np.median([box[3] - box[1] for box, _ in crops]))
         line_plan = []
         for index, (char, owner) in enumerate(zip(reading.chars, owners, strict=True)):
-            if char.char.isdigit() and owner is not None and owners.count(owner) == 1:
+            if (
+                owner is not None
+                and owners.count(owner) == 1
+                and _may_be_digit(char, crops[owner][0], height)
+            ):
                 line_plan.append((char, crops[owner][0], len(batch)))
                 batch.append(normalize_digit(crops[owner][1]))
             else:
@@ -425,12 +433,12 @@ def _read_lines(
                     text += str(digit)
                     confidence *= sure
                 continue
-            if not char.char.isdigit():
+            if row is None and not char.char.isdigit():
                 separators.append(
                     ReadSeparator(mark=char.char, confidence=char.confidence, box=to_photo(box))
                 )
                 continue
-            digit, sure = int(char.char), char.confidence
+            digit, sure = (int(char.char) if char.char.isdigit() else 0), char.confidence
             if row is not None:
                 agreed = probabilities[row] * np.asarray(char.digits)
                 agreed = agreed / max(float(agreed.sum()), 1e-12)
@@ -444,6 +452,14 @@ def _read_lines(
         text="\n".join(texts), digits=digits, confidence=confidence if digits else 0.0, separators=separators
     )
     return result, confidence
+
+
+def _may_be_digit(char: ReadChar, box: tuple[int, int, int, int], height: float) -> bool:
+    """Whether a character that owns a crop alone may be read as a digit: a digit, or a separator the reader
+    is less than `SEPARATOR_SURE` of in a crop as tall as the line's digits (a slanted '1' read as '/')."""
+    if char.char.isdigit():
+        return True
+    return char.confidence < SEPARATOR_SURE and box[3] - box[1] >= MISSED_HEIGHT * height
 
 
 def _owner(x: float, boxes: list[tuple[int, int, int, int]]) -> int | None:
