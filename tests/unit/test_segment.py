@@ -12,6 +12,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from bench.photos import Conditions, blank_photo, make_photo
+from digitops.infer import segment
 from digitops.infer.reader import ReadChar, ReadLine
 from digitops.infer.segment import DigitCrop, find_digits, read_digits
 from digitops.strings import READER_HEIGHT
@@ -577,3 +578,19 @@ def test_a_line_of_only_separators_reads_as_empty_text_not_an_error():
     result = read_digits(photo.image, unsure_classifier, InkRunReader("//", sure=0.99))
     assert result.text == "" and result.digits == [] and result.confidence == 0.0
     assert [s.mark for s in result.separators] == ["/", "/"]
+
+
+@pytest.mark.parametrize("gap", [0.0, segment.LINE_GAP])
+def test_a_printed_line_the_threshold_broke_into_dashes_is_still_taken_out(monkeypatch, gap):
+    monkeypatch.setattr(segment, "LINE_GAP", gap)
+    mask = np.zeros((120, 400), bool)
+    for x in range(0, 400, 10):
+        mask[80:82, x : x + 8] = True  # a faint rule across the photo, in dashes with 2 px gaps
+    mask[30:82, 100:106] = True  # a '1' standing on it
+    for left in (150, 250):  # and two '0's: rings
+        mask[30:80, left : left + 36] = True
+        mask[36:74, left + 6 : left + 30] = False
+    cleaned = segment._without_lines(mask)
+    assert cleaned[30:82, 100:106].all()  # the stroke keeps its ink where it meets the rule
+    rule_left = int(cleaned[80:82, 300:].sum())  # away from the digits
+    assert (rule_left == 0) if gap else (rule_left == int(mask[80:82, 300:].sum()))

@@ -8,8 +8,8 @@ stays small):
 3. a pixel is ink when it is darker than the paper by at least `INK_FRACTION` of the nearby ink's strength,
    by `MIN_INK`, and by `NOISE_SIGMAS` times the paper's local noise (so that blank paper, its texture and
    JPEG noise give no ink);
-4. long thin lines (underlines, ruled lines, the sides of printed boxes) are taken out of the ink, so
-   that digits touching them come apart (`_without_lines`);
+4. long thin lines (underlines, ruled lines, the sides of printed boxes; a faint one the threshold broke
+   into dashes too) are taken out of the ink, so that digits touching them come apart (`_without_lines`);
 5. connected components (cc3d); the pieces of a broken stroke are merged (stacked like the bar and body of
    a '5', overlapping like the arm and upright of a '4', or a small bit close to a digit, but not a dot,
    comma or dash beside it); specks, faint stains, paper-edge artefacts and flat marks (dashes, equals
@@ -73,6 +73,7 @@ LINE_SLOPES = (
     0.0,
     0.03,
 )  # the slopes along which runs are followed (a line drawn or photographed askew)
+LINE_GAP = 0.01  # gaps along a line up to this fraction of the photo's long side are bridged (faint lines)
 LINE_ELONGATION = 12.0  # a line is at least this many times longer than thick
 LINE_STROKE = 0.6  # lines found in the whole photo are thinner than this fraction of the digits' strokes
 LINE_THICKNESS = 2.0  # a line's pixel thicker than this many times the line's width is a stroke crossing it
@@ -804,8 +805,9 @@ def _without_lines(mask: np.ndarray) -> np.ndarray:
     """
     if not mask.any():
         return mask
-    along_rows = _sloped_run_lengths(mask)  # (h, w)
-    along_cols = _sloped_run_lengths(mask.T).T
+    gap = round(LINE_GAP * max(mask.shape))
+    along_rows = _sloped_run_lengths(mask, gap)  # (h, w)
+    along_cols = _sloped_run_lengths(mask.T, gap).T
     thickness_rows = _run_lengths(mask.T).T  # (h, w): the vertical extent of the ink through each pixel
     thickness_cols = _run_lengths(mask)  # (h, w): its horizontal extent
     height, width = mask.shape
@@ -848,10 +850,11 @@ def _thin_part(line: np.ndarray, thickness: np.ndarray, strokes: np.ndarray | No
     return line & (thickness <= LINE_THICKNESS * line_width + 1)
 
 
-def _sloped_run_lengths(mask: np.ndarray) -> np.ndarray:
+def _sloped_run_lengths(mask: np.ndarray, gap: int = 0) -> np.ndarray:
     """The longest run along a row, or along a slightly sloping line (`LINE_SLOPES`), through each pixel of
     `mask` (h, w): (h, w) int, 0 off the ink. The ink is dilated by a pixel across the run, so that a line
-    between two slopes, drawn as steps, is one run."""
+    between two slopes, drawn as steps, is one run; and gaps of up to `gap` pixels along it are bridged, so
+    that a faint printed line the threshold broke into dashes is one run too."""
     height, width = mask.shape
     dilated = mask.copy()
     dilated[1:] |= mask[:-1]
@@ -866,9 +869,26 @@ def _sloped_run_lengths(mask: np.ndarray) -> np.ndarray:
         sheared = padded[
             (np.arange(padded.shape[0])[:, None] + shift[None, :]).clip(0, len(padded) - 1), columns
         ]
-        runs = _run_lengths(sheared)
+        runs = _run_lengths(_bridged(sheared, gap))
         longest = np.maximum(longest, runs[np.arange(pad, pad + height)[:, None] - shift[None, :], columns])
     return np.where(mask, longest, 0)
+
+
+def _bridged(mask: np.ndarray, gap: int) -> np.ndarray:
+    """`mask` (h, w) bool with the gaps of up to `gap` pixels between its runs along each row filled: a
+    closing along the rows."""
+    if gap <= 0:
+        return mask
+    reach = (gap + 1) // 2
+    window = 2 * reach + 1
+
+    def any_within(values: np.ndarray, outside: bool) -> np.ndarray:  # (h, w): some pixel within reach
+        padded = np.pad(values, ((0, 0), (reach + 1, reach)), constant_values=outside).astype(np.int32)
+        sums = np.cumsum(padded, axis=1)
+        return sums[:, window:] - sums[:, :-window] > 0
+
+    dilated = any_within(mask, False)
+    return ~any_within(~dilated, False)
 
 
 def _run_lengths(mask: np.ndarray) -> np.ndarray:
