@@ -439,8 +439,9 @@ def _read_lines(
                     ReadSeparator(mark=char.char, confidence=char.confidence, box=to_photo(box))
                 )
                 continue
-            digit, sure = (int(char.char) if char.char.isdigit() else 0), char.confidence
-            if row is not None:
+            if row is None:  # a digit the crops do not separate: the reader's alone
+                digit, sure = int(char.char), char.confidence
+            else:
                 agreed = probabilities[row] * np.asarray(char.digits)
                 agreed = agreed / max(float(agreed.sum()), 1e-12)
                 digit, sure = int(agreed.argmax()), float(agreed.max())
@@ -882,13 +883,13 @@ def _bridged(mask: np.ndarray, gap: int) -> np.ndarray:
     reach = (gap + 1) // 2
     window = 2 * reach + 1
 
-    def any_within(values: np.ndarray, outside: bool) -> np.ndarray:  # (h, w): some pixel within reach
-        padded = np.pad(values, ((0, 0), (reach + 1, reach)), constant_values=outside).astype(np.int32)
-        sums = np.cumsum(padded, axis=1)
+    def any_within(values: np.ndarray) -> np.ndarray:  # (h, w): some True pixel within reach along the row
+        sums = np.cumsum(np.pad(values, ((0, 0), (reach + 1, reach))).astype(np.int32), axis=1)
         return sums[:, window:] - sums[:, :-window] > 0
 
-    dilated = any_within(mask, False)
-    return ~any_within(~dilated, False)
+    # Dilate, then erode (a pixel stays if no gap pixel of the dilated mask is within reach; beyond the
+    # sides counts as ink, so that a line's ends stay).
+    return ~any_within(~any_within(mask))
 
 
 def _run_lengths(mask: np.ndarray) -> np.ndarray:
