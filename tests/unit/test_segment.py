@@ -584,8 +584,8 @@ def test_a_line_of_only_separators_reads_as_empty_text_not_an_error():
 def test_a_printed_line_the_threshold_broke_into_dashes_is_still_taken_out(monkeypatch, gap):
     monkeypatch.setattr(segment, "LINE_GAP", gap)
     mask = np.zeros((120, 400), bool)
-    for x in range(0, 400, 10):
-        mask[80:82, x : x + 8] = True  # a faint rule across the photo, in dashes with 2 px gaps
+    for x in range(0, 400, 12):
+        mask[80:82, x : x + 8] = True  # a faint rule across the photo, in dashes with 4 px gaps
     mask[30:82, 100:106] = True  # a '1' standing on it
     for left in (150, 250):  # and two '0's: rings
         mask[30:80, left : left + 36] = True
@@ -594,3 +594,24 @@ def test_a_printed_line_the_threshold_broke_into_dashes_is_still_taken_out(monke
     assert cleaned[30:82, 100:106].all()  # the stroke keeps its ink where it meets the rule
     rule_left = int(cleaned[80:82, 300:].sum())  # away from the digits
     assert (rule_left == 0) if gap else (rule_left == int(mask[80:82, 300:].sum()))
+
+
+@pytest.mark.parametrize("measured_on_faint_ink", [False, True])
+def test_box_sides_the_threshold_broke_beside_dark_digits_are_taken_out(measured_on_faint_ink):
+    """Beside dark digits a faint printed line is not ink to the threshold but in pieces; at the noise floor
+    it is whole, and long enough there to be a line."""
+    faint = np.zeros((200, 400), bool)
+    faint[40:43, 20:383] = faint[170:173, 20:383] = True  # a comb field's top and bottom
+    for x in (20, 110, 200, 290, 380):
+        faint[40:173, x : x + 3] = True  # its sides, whole
+    mask = faint.copy()
+    for x in (20, 110, 200, 290, 380):
+        for y0, y1 in ((83, 103), (143, 163)):
+            mask[y0:y1, x : x + 3] = False  # the sides, broken beside the digits
+    for left in (35, 125, 215, 305):  # the digits: rings, drawn dark
+        mask[55:155, left : left + 60] = faint[55:155, left : left + 60] = True
+        mask[65:145, left + 10 : left + 50] = faint[65:145, left + 10 : left + 50] = False
+    cleaned = segment._without_lines(mask, faint if measured_on_faint_ink else None)
+    sides_left = sum(int(cleaned[:, x : x + 3].sum()) for x in (20, 110, 200, 290, 380))
+    assert cleaned[55:155].sum() >= 0.95 * (mask[55:155].sum() - 5 * 3 * 60)  # the digits keep their ink
+    assert (sides_left < 20) if measured_on_faint_ink else (sides_left > 200)

@@ -9,7 +9,8 @@ stays small):
    by `MIN_INK`, and by `NOISE_SIGMAS` times the paper's local noise (so that blank paper, its texture and
    JPEG noise give no ink);
 4. long thin lines (underlines, ruled lines, the sides of printed boxes; a faint one the threshold broke
-   into dashes too) are taken out of the ink, so that digits touching them come apart (`_without_lines`);
+   into dashes or pieces too, measured on the ink at the noise floor alone) are taken out of the ink, so
+   that digits touching them come apart (`_without_lines`);
 5. connected components (cc3d); the pieces of a broken stroke are merged (stacked like the bar and body of
    a '5', overlapping like the arm and upright of a '4', or a small bit close to a digit, but not a dot,
    comma or dash beside it); specks, faint stains, paper-edge artefacts and flat marks (dashes, equals
@@ -74,6 +75,7 @@ LINE_SLOPES = (
     0.03,
 )  # the slopes along which runs are followed (a line drawn or photographed askew)
 LINE_GAP = 0.01  # gaps along a line up to this fraction of the photo's long side are bridged (faint lines)
+LINE_HALO = 2  # px: faint ink this close to the ink is a stroke's soft edge, left out when lines are measured
 LINE_ELONGATION = 12.0  # a line is at least this many times longer than thick
 LINE_STROKE = 0.6  # lines found in the whole photo are thinner than this fraction of the digits' strokes
 LINE_THICKNESS = 2.0  # a line's pixel thicker than this many times the line's width is a stroke crossing it
@@ -217,7 +219,7 @@ def _analyse(gray: np.ndarray) -> _Analysis:
     flat = np.clip(relative, 0.0, 1.0)
     floor = np.maximum(MIN_INK, NOISE_SIGMAS * _noise_sigma(ink))  # (h, w): more where the light is dim
     mask = (ink > floor) & (ink > INK_FRACTION * _local_max(ink))  # (h, w) bool
-    mask = _without_lines(mask)
+    mask = _without_lines(mask, ink > floor)
     labels, boxes, areas = _components(mask)
     ink_sums = np.bincount(labels.ravel(), weights=ink.ravel(), minlength=len(areas) + 1)[1:]  # (n,)
     desk = _upsample(_desk_cells(gray, brightness_cells), gray.shape) > 0.5  # (h, w) bool
@@ -794,7 +796,7 @@ def _components(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return labels, boxes, areas
 
 
-def _without_lines(mask: np.ndarray) -> np.ndarray:
+def _without_lines(mask: np.ndarray, faint: np.ndarray | None = None) -> np.ndarray:
     """The ink without long thin lines (underlines, ruled lines, the edges of printed boxes): (h, w) bool.
 
     A line is a run of ink along a row (column), allowing a slight slope, much longer than a digit is wide
@@ -803,33 +805,44 @@ def _without_lines(mask: np.ndarray) -> np.ndarray:
     digit height is not known while lines still join the digits: a first pass takes only runs across a
     good part of the photo (a rule, an underline, a comb field), and the digits found then give the height
     for the second.
+
+    With `faint` (h, w) bool, the ink at the noise floor alone, runs are measured on it: beside dark digits
+    the threshold keeps only pieces of a faint printed line (a box's side, squared paper), too short to be
+    lines, while at the noise floor it is whole. What is removed is still taken from `mask`.
     """
     if not mask.any():
         return mask
-    gap = round(LINE_GAP * max(mask.shape))
-    along_rows = _sloped_run_lengths(mask, gap)  # (h, w)
-    along_cols = _sloped_run_lengths(mask.T, gap).T
-    thickness_rows = _run_lengths(mask.T).T  # (h, w): the vertical extent of the ink through each pixel
-    thickness_cols = _run_lengths(mask)  # (h, w): its horizontal extent
+    if faint is None:
+        faint = mask
+    else:  # without the strokes' soft edges, which would join a digit to its neighbour or to a line
+        near_ink = Image.fromarray(mask.astype(np.uint8) * 255).filter(
+            ImageFilter.MaxFilter(2 * LINE_HALO + 1)
+        )
+        faint = mask | (faint & (np.asarray(near_ink) == 0))
+    gap = max(round(LINE_GAP * max(mask.shape)), LINE_HALO)  # bridges the halo's gap where a line meets ink
+    along_rows = _sloped_run_lengths(faint, gap)  # (h, w)
+    along_cols = _sloped_run_lengths(faint.T, gap).T
+    thickness_rows = _run_lengths(faint.T).T  # (h, w): the vertical extent of the ink through each pixel
+    thickness_cols = _run_lengths(faint)  # (h, w): its horizontal extent
     height, width = mask.shape
     # Long for the photo and long for its own thickness: a digit's bar may cross a good part of a tight
     # crop, but it is not many strokes long.
     long_rows = (along_rows >= LINE_SPAN * width) & (along_rows >= LINE_ELONGATION * thickness_rows)
     long_cols = (along_cols >= LINE_SPAN * height) & (along_cols >= LINE_ELONGATION * thickness_cols)
-    horizontal = _thin_part(mask & long_rows, thickness_rows)
-    vertical = _thin_part(mask & long_cols, thickness_cols, mask & ~horizontal)
+    horizontal = _thin_part(faint & long_rows, thickness_rows)
+    vertical = _thin_part(faint & long_cols, thickness_cols, faint & ~horizontal)
     _, boxes, areas = _components(mask & ~horizontal & ~vertical)
     digit_height = _typical_height(boxes, areas, mask.shape)
     if digit_height is None:
         return mask & ~horizontal & ~vertical
     long_rows = along_rows >= LINE_LENGTH * digit_height
     long_cols = along_cols >= LINE_HEIGHT * digit_height
-    horizontal = _thin_part(mask & long_rows, thickness_rows)
-    vertical = _thin_part(mask & long_cols, thickness_cols, mask & ~horizontal)
+    horizontal = _thin_part(faint & long_rows, thickness_rows)
+    vertical = _thin_part(faint & long_cols, thickness_cols, faint & ~horizontal)
     # Where a rule crosses a box's side, each line is thick across the other: measured again without the
     # other lines, the crossing goes too (it would stay as a blob beside a digit).
-    horizontal = _thin_part(mask & long_rows, _run_lengths((mask & ~vertical).T).T)
-    vertical = _thin_part(mask & long_cols, _run_lengths(mask & ~horizontal), mask & ~horizontal)
+    horizontal = _thin_part(faint & long_rows, _run_lengths((faint & ~vertical).T).T)
+    vertical = _thin_part(faint & long_cols, _run_lengths(faint & ~horizontal), faint & ~horizontal)
     return mask & ~horizontal & ~vertical
 
 
