@@ -584,8 +584,8 @@ def test_a_line_of_only_separators_reads_as_empty_text_not_an_error():
 def test_a_printed_line_the_threshold_broke_into_dashes_is_still_taken_out(monkeypatch, gap):
     monkeypatch.setattr(segment, "LINE_GAP", gap)
     mask = np.zeros((120, 400), bool)
-    for x in range(0, 400, 12):
-        mask[80:82, x : x + 8] = True  # a faint rule across the photo, in dashes with 4 px gaps
+    for x in range(0, 400, 10):
+        mask[80:82, x : x + 8] = True  # a faint rule across the photo, in dashes with 2 px gaps
     mask[30:82, 100:106] = True  # a '1' standing on it
     for left in (150, 250):  # and two '0's: rings
         mask[30:80, left : left + 36] = True

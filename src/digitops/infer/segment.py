@@ -812,6 +812,7 @@ def _without_lines(mask: np.ndarray, faint: np.ndarray | None = None) -> np.ndar
     """
     if not mask.any():
         return mask
+    gap = round(LINE_GAP * max(mask.shape))
     if faint is None:
         faint = mask
     else:  # without the strokes' soft edges, which would join a digit to its neighbour or to a line
@@ -819,7 +820,7 @@ def _without_lines(mask: np.ndarray, faint: np.ndarray | None = None) -> np.ndar
             ImageFilter.MaxFilter(2 * LINE_HALO + 1)
         )
         faint = mask | (faint & (np.asarray(near_ink) == 0))
-    gap = max(round(LINE_GAP * max(mask.shape)), LINE_HALO)  # bridges the halo's gap where a line meets ink
+        gap = max(gap, LINE_HALO)  # bridges the halo left out where a faint line meets the ink
     along_rows = _sloped_run_lengths(faint, gap)  # (h, w)
     along_cols = _sloped_run_lengths(faint.T, gap).T
     thickness_rows = _run_lengths(faint.T).T  # (h, w): the vertical extent of the ink through each pixel
