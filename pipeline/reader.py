@@ -1,9 +1,10 @@
 """Stage reader: <prepared>/train, val and test.npz -> the string reader /read uses, through the registry.
 
 Lines are composed from each split's digits (digitops.strings; contributed sources never write them), the
-reader is trained on the train lines (digitops.reader) and exported to <models>/reader.onnx. It is scored
-with ONNX Runtime, as it serves, on the test lines, and so is the registry's `@champion` reader on the same
-lines. The candidate is registered, and becomes `@champion` only if it reads at least
+reader is trained on the train lines (digitops.reader), its confidences are calibrated on the validation
+lines (a temperature: `digitops.reader.calibrate_reader`) and it is exported to <models>/reader.onnx. It
+is scored with ONNX Runtime, as it serves, on the test lines, and so is the registry's `@champion` reader on
+the same lines. The candidate is registered, and becomes `@champion` only if it reads at least
 `reader.min_line_accuracy` of them and at least as many as the champion (`reader.min_improvement`).
 <metrics>/reader.json holds both scores and the decision. Everything goes to its own MLflow run (tag
 digitops.kind=reader): params, per-epoch loss and validation line accuracy, the scores and the model.
@@ -27,7 +28,7 @@ from digitops.data.sources import SOURCES
 from digitops.errors import run_stage
 from digitops.infer.reader import Reader
 from digitops.io import load_npz, write_json
-from digitops.reader import export_reader_onnx, score_lines, train_reader
+from digitops.reader import calibrate_reader, export_reader_onnx, score_lines, train_reader
 from digitops.reader_registry import champion_reader, log_reader, register_and_gate
 from digitops.strings import ComposedLines, compose_lines, digit_pool
 from digitops.tracking import configure, flatten, metric_values, run_tags
@@ -71,6 +72,7 @@ def main() -> None:
             ),
         )
         train_seconds = time.perf_counter() - started
+        calibration = calibrate_reader(model, val, settings.batch_size)
         onnx_path = export_reader_onnx(model, paths.models / "reader.onnx")
         candidate = score_lines(Reader(onnx_path), test)
         champion = champion_reader(settings.registered_model, Path(scratch))
@@ -92,11 +94,14 @@ def main() -> None:
                 "promoted": decision.promoted,
                 "reason": decision.reason,
             },
+            "calibration": {name: round(value, 4) for name, value in calibration.items()},
             "compose_seconds": round(compose_seconds, 1),
             "train_seconds": round(train_seconds, 1),
             "parameters": model.count_params(),
         }
-        mlflow.log_metrics(metric_values({"test": candidate, "train_seconds": train_seconds}))
+        mlflow.log_metrics(
+            metric_values({"test": candidate, "calibration": calibration, "train_seconds": train_seconds})
+        )
         write_json(paths.metrics / "reader.json", report)
     verdict = "promoted to @champion" if decision.promoted else "not promoted"
     print(f"reader version {decision.version}: {verdict}: {decision.reason}")

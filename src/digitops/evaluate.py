@@ -28,13 +28,18 @@ SUMMARIES = (REAL_WORLD, CONTRIBUTED, ROBUSTNESS, CALIBRATION)
 
 
 def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int) -> float:
-    """|accuracy - confidence| averaged over equal-width confidence bins, weighted by their share.
+    """`calibration_error` of the top digit of each row.
 
     Args:
         probabilities: (N, 10); labels: (N,) int.
     """
-    confidence = probabilities.max(axis=1)
-    correct = probabilities.argmax(axis=1) == labels
+    return calibration_error(probabilities.max(axis=1), probabilities.argmax(axis=1) == labels, bins)
+
+
+def calibration_error(confidence: np.ndarray, correct: np.ndarray, bins: int) -> float:
+    """|accuracy - confidence| averaged over equal-width confidence bins, weighted by their share, for any
+    predictions: (N,) confidences in [0, 1] and whether each prediction was right."""
+    confidence, correct = np.asarray(confidence, np.float64), np.asarray(correct, bool)
     which = np.minimum((confidence * bins).astype(int), bins - 1)
     error = 0.0
     for b in range(bins):

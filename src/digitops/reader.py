@@ -13,19 +13,25 @@ need): convolutions and pooling bring the band from 32 px high to one row of fea
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import keras
 import numpy as np
 import tensorflow as tf
+from scipy.optimize import minimize_scalar
 
+from digitops.calibration import TEMPERATURE_BOUNDS, temper
+from digitops.evaluate import calibration_error
 from digitops.infer.reader import ReadLine, decode
 from digitops.io import atomic_path
 from digitops.strings import ALPHABET, BLANK, READER_HEIGHT, ComposedLines, edit_distance, texts_of
 
 CLASSES = len(ALPHABET) + 1  # the characters and CTC's blank
 SCORE_BATCH = 256  # lines read per call when scoring
+LOGITS_LAYER = "logits"  # the Dense layer before the softmax: calibration divides its weights
+CALIBRATION_BINS = 10  # confidence bins of the line confidence's calibration error
+_SURE = 1e-7  # a line confidence is kept this far from 0 and 1 in the log-likelihood
 WIDTH_BUCKET = 32  # px: a training batch's width is a multiple of this (few distinct shapes to trace)
 
 
@@ -47,7 +53,7 @@ def build_reader(width: int | None = None, dropout: float = 0.2) -> keras.Model:
     for dilation in (1, 2):
         x = keras.layers.Conv1D(128, 3, padding="same", dilation_rate=dilation, activation="relu")(x)
         x = keras.layers.Dropout(dropout)(x)
-    logits = keras.layers.Dense(CLASSES, name="logits")(x)
+    logits = keras.layers.Dense(CLASSES, name=LOGITS_LAYER)(x)
     probabilities = keras.layers.Softmax(name="probabilities")(logits)
     return keras.Model(inputs, probabilities, name="reader")
 
@@ -92,6 +98,69 @@ def train_reader(
             )
             on_epoch(epoch, float(fitted.history["loss"][-1]), accuracy)
     return model
+
+
+def calibrate_reader(model: keras.Model, val: ComposedLines, batch_size: int) -> dict[str, float]:
+    """Make a line's confidence the chance that it is read right, and apply that to `model`, in place.
+
+    Temperature scaling (digitops.calibration) for a line: one T divides the logits of every step, T is
+    fitted so that the line confidences `decode` gives match whether the validation lines were read whole
+    and right (`fit_line_temperature`), and the logits layer's weights are divided by T, so the exported
+    ONNX file carries it. Readings stay as they were: T never changes a step's likeliest character.
+
+    Returns:
+        {"temperature", "val_nll_before", "val_nll_after", "val_ece_before", "val_ece_after"}: the
+        validation lines' negative log-likelihood and calibration error of their confidences.
+    """
+    probabilities = model.predict(val.images, batch_size=batch_size, verbose=0)  # (N, steps, CLASSES)
+    read = [decode(line) for line in probabilities]
+    right = np.array(
+        [
+            "".join(c.char for c in line.chars) == want
+            for line, want in zip(read, texts_of(val.labels), strict=True)
+        ]
+    )
+    temperature = fit_line_temperature(probabilities, right)
+    before = np.array([line.confidence for line in read])
+    after = line_confidences(probabilities, temperature)
+    layer = model.get_layer(LOGITS_LAYER)
+    layer.set_weights([weight / temperature for weight in layer.get_weights()])
+    return {
+        "temperature": temperature,
+        "val_nll_before": _binary_nll(before, right),
+        "val_nll_after": _binary_nll(after, right),
+        "val_ece_before": calibration_error(before, right, CALIBRATION_BINS),
+        "val_ece_after": calibration_error(after, right, CALIBRATION_BINS),
+    }
+
+
+def fit_line_temperature(probabilities: Sequence[np.ndarray], right: np.ndarray) -> float:
+    """The T in TEMPERATURE_BOUNDS whose line confidences best predict `right` (least log-likelihood).
+
+    Args:
+        probabilities: per line, (steps, CLASSES) of the uncalibrated reader.
+        right: (N,) bool, whether each line was read whole and right (T does not change that).
+    """
+    right = np.asarray(right, bool)
+    if len(probabilities) != len(right) or not len(right):
+        raise ValueError(f"{len(probabilities)} lines and {len(right)} verdicts: need as many, at least one")
+
+    def nll(log_t: float) -> float:
+        return _binary_nll(line_confidences(probabilities, float(np.exp(log_t))), right)
+
+    low, high = np.log(TEMPERATURE_BOUNDS)
+    result = minimize_scalar(nll, bounds=(low, high), method="bounded", options={"xatol": 1e-3})
+    return float(np.exp(result.x))
+
+
+def line_confidences(probabilities: Sequence[np.ndarray], temperature: float) -> np.ndarray:
+    """(N,) the confidence `decode` gives each line once its steps' logits are divided by `temperature`."""
+    return np.array([decode(temper(line, temperature)).confidence for line in probabilities])
+
+
+def _binary_nll(confidence: np.ndarray, right: np.ndarray) -> float:
+    sure = np.clip(confidence, _SURE, 1 - _SURE)
+    return float(-np.mean(np.where(right, np.log(sure), np.log1p(-sure))))
 
 
 def line_batches(

@@ -9,11 +9,21 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
+from digitops.calibration import temper
 from digitops.infer.classifier import ModelFileError
 from digitops.infer.reader import WIDTH_STEP, Reader, load_reader, optional_reader
-from digitops.reader import export_reader_onnx, score_lines, train_reader
+from digitops.reader import (
+    CLASSES,
+    build_reader,
+    calibrate_reader,
+    export_reader_onnx,
+    fit_line_temperature,
+    line_confidences,
+    score_lines,
+    train_reader,
+)
 from digitops.reader_registry import champion_reader, log_reader, register_and_gate
-from digitops.strings import compose_lines, digit_pool
+from digitops.strings import BLANK, compose_lines, digit_pool
 from digitops.tracking import configure
 from tests.fakes import random_digits, single_digit_onnx
 
@@ -63,6 +73,35 @@ def test_the_onnx_reader_matches_keras_at_any_width(exported, lines):
     readings = reader([short, wide])  # one call, padded to the wider
     assert len(readings) == 2
     assert all(c.columns[1] <= -(-100 // WIDTH_STEP) * WIDTH_STEP for c in readings[0].chars)
+
+
+def test_calibration_tempers_every_step_and_leaves_the_readings(exported, lines):
+    model, _, _ = exported
+    calibrated = build_reader()
+    calibrated.set_weights(model.get_weights())  # the fixture's model stays as trained
+    images = lines[1].images
+    before = model.predict(images, verbose=0)
+    report = calibrate_reader(calibrated, lines[1], batch_size=32)
+    after = calibrated.predict(images, verbose=0)
+    assert (after.argmax(axis=2) == before.argmax(axis=2)).all()
+    expected = np.stack([temper(line, report["temperature"]) for line in before])
+    assert np.abs(after - expected).max() < 1e-4
+    assert report["val_nll_after"] <= report["val_nll_before"] + 1e-9
+
+
+def test_an_overconfident_reader_gets_a_temperature_above_one_that_matches_its_accuracy():
+    # one character per line, said with 0.99 on one step between blanks; only every other line is right
+    step = np.full(CLASSES, 0.01 / (CLASSES - 1))
+    step[3] = 0.99
+    blank = np.full(CLASSES, 0.001 / (CLASSES - 1))
+    blank[BLANK] = 0.999
+    line = np.stack([blank, step, blank])
+    right = np.arange(200) % 2 == 0
+    temperature = fit_line_temperature([line] * 200, right)
+    assert temperature > 1.0
+    assert abs(line_confidences([line], temperature)[0] - 0.5) < 0.05
+    with pytest.raises(ValueError, match="need as many"):
+        fit_line_temperature([line], right)
 
 
 def test_a_reader_refuses_a_classifier_a_folder_without_one_and_lines_of_another_height(exported, tmp_path):
