@@ -14,7 +14,10 @@ lit by a gradient and a shadow, rotated, blurred and JPEG-compressed (`bench.pho
 - detection: photos with the wrong number of digits found, missing and extra digits (a segmentation
   error); and the digit accuracy on the photos where the count is right (the classifier's share);
 - the classifier's accuracy on the same digits as the datasets give them (normalised, no photo);
-- time per photo: `read_digits` (segmentation, normalisation and one classifier call), median and p95.
+- time per photo: `read_digits` (segmentation, normalisation and one classifier call), median and p95;
+- the whole text's `confidence` against whether it was right: its calibration error (`string_ece`), and
+  the share of photos read with at least `serve.low_confidence` (`sure_share`) and how many of those are
+  right (`sure_accuracy`): what a caller who asks a person below that line gets.
 
 `--conditions` (a comma-separated list of `CONDITIONS`, or `all`) runs the harder benchmark of issue 15
 instead: `--photos` photos per condition, each one line of 3-8 digits written by one hand (all digits of a
@@ -46,6 +49,7 @@ from digitops.data.drawings import split_by_hash  # noqa: E402
 from digitops.data.idx import read_idx_digits  # noqa: E402
 from digitops.data.optdigits import read_optdigits  # noqa: E402
 from digitops.data.usps import read_usps  # noqa: E402
+from digitops.evaluate import calibration_error  # noqa: E402
 from digitops.fingerprint import image_hashes  # noqa: E402
 from digitops.infer.classifier import Classifier, load_classifier  # noqa: E402
 from digitops.infer.reader import Reader, load_reader  # noqa: E402
@@ -71,6 +75,7 @@ CONDITIONS = (
     "mixed",
 )
 FAILURES_KEPT = 5  # failures per condition kept in the JSON, to see what segmentation does wrong
+CONFIDENCE_BINS = 10  # bins of the whole text's calibration error
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -97,12 +102,13 @@ def main(argv: list[str] | None = None) -> int:
         help=f"the harder benchmark for these conditions (comma-separated or all): {', '.join(CONDITIONS)}",
     )
     args = parser.parse_args(argv)
+    sure_at = load_params(REPO_ROOT / "params.yaml").serve.low_confidence  # below it, ask a person
     if args.conditions:
         names = CONDITIONS if args.conditions == "all" else tuple(args.conditions.split(","))
         unknown = [name for name in names if name not in CONDITIONS]
         if unknown:
             parser.error(f"unknown condition {unknown[0]!r}; known: {', '.join(CONDITIONS)}")
-        return _run_conditions(args, names)
+        return _run_conditions(args, names, sure_at)
 
     pool = _test_digits(args.datasets)
     rng = np.random.default_rng(args.seed)
@@ -127,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         "seed": args.seed,
         "paper_edge": args.paper_edge,
     }
-    figures |= _score(photos, results)
+    figures |= _score(photos, results, sure_at)
     # The same digits as the dataset gives them (normalised, no photo): what the classifier alone gets.
     source_digits = normalize_digits([image for photo_sources in sources for image in photo_sources])
     true_labels = np.array([int(d) for photo in photos for line in photo.lines for d in line])
@@ -150,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _run_conditions(args: argparse.Namespace, names: tuple[str, ...]) -> int:
+def _run_conditions(args: argparse.Namespace, names: tuple[str, ...], sure_at: float) -> int:
     """The harder benchmark: `args.photos` photos per condition, read and scored; a table on stdout."""
     pools = _condition_pools(args.datasets)
     classifier, reader = _models(args)
@@ -172,7 +178,7 @@ def _run_conditions(args: argparse.Namespace, names: tuple[str, ...]) -> int:
             started = time.perf_counter()
             results.append(read_digits(photo.image, classifier, reader))
             seconds.append(time.perf_counter() - started)
-        row = _score(photos, results)
+        row = _score(photos, results, sure_at)
         row["seconds_per_photo"] = {
             "median": round(float(np.median(seconds)), 4),
             "p95": round(float(np.percentile(seconds, 95)), 4),
@@ -207,12 +213,15 @@ def _models(args: argparse.Namespace) -> tuple[Classifier, Reader | None]:
 
 
 def _table_row(name: str, row: dict) -> str:
-    """One markdown table row: condition, digits, whole strings, CER, wrong counts, median and p95 time."""
+    """One markdown table row: condition, digits, whole strings, CER, wrong counts, the share read sure
+    (and right of those), median and p95 time."""
     seconds = row["seconds_per_photo"]
+    sure_right = "-" if row["sure_accuracy"] is None else f"{row['sure_accuracy']:.1%}"
     return (
         f"| {name} | {row['digit_accuracy']:.2%} | {row['number_accuracy']:.1%} | "
         f"{row['character_error_rate']:.3f} | {row['photos_with_wrong_count']} "
         f"({row['missing_digits']} missing, {row['extra_digits']} extra) | "
+        f"{row['sure_share']:.0%} ({sure_right}) | "
         f"{seconds['median'] * 1000:.0f} ms | {seconds['p95'] * 1000:.0f} ms |"
     )
 
@@ -301,9 +310,14 @@ def _random_photo(
     return make_photo(lines, labels, rng, paper_edge=paper_edge), [image for line in lines for image in line]
 
 
-def _score(photos: list[SyntheticPhoto], results: list[ReadResult]) -> dict:
-    digits = right = numbers_right = miscounted = missing = extra = edits = characters = 0
+def _score(photos: list[SyntheticPhoto], results: list[ReadResult], sure_at: float) -> dict:
+    digits = right = miscounted = missing = extra = edits = characters = 0
     counted_digits = counted_right = 0
+    texts_right = np.array(
+        [result.text == _truth(photo) for photo, result in zip(photos, results, strict=True)]
+    )
+    confidences = np.array([result.confidence for result in results])
+    sure = confidences >= sure_at
     for photo, result in zip(photos, results, strict=True):
         truth = _truth(photo)
         edits += edit_distance(truth, result.text)
@@ -313,7 +327,6 @@ def _score(photos: list[SyntheticPhoto], results: list[ReadResult]) -> dict:
         hits = sum(a == b for a, b in zip(true_digits, read_digits_, strict=False))
         digits += len(true_digits)
         right += hits
-        numbers_right += result.text == truth
         difference = len(read_digits_) - len(true_digits)
         miscounted += difference != 0
         missing += max(0, -difference)
@@ -324,12 +337,15 @@ def _score(photos: list[SyntheticPhoto], results: list[ReadResult]) -> dict:
     return {
         "digits": digits,
         "digit_accuracy": round(right / digits, 4),
-        "number_accuracy": round(numbers_right / len(photos), 4),
+        "number_accuracy": round(float(texts_right.mean()), 4),
         "character_error_rate": round(edits / characters, 4),
         "photos_with_wrong_count": miscounted,
         "missing_digits": missing,
         "extra_digits": extra,
         "digit_accuracy_where_count_right": round(counted_right / max(counted_digits, 1), 4),
+        "string_ece": round(calibration_error(confidences, texts_right, CONFIDENCE_BINS), 4),
+        "sure_share": round(float(sure.mean()), 4),
+        "sure_accuracy": round(float(texts_right[sure].mean()), 4) if sure.any() else None,
     }
 
 
