@@ -313,13 +313,11 @@ def _random_photo(
 def _score(photos: list[SyntheticPhoto], results: list[ReadResult], sure_at: float) -> dict:
     digits = right = miscounted = missing = extra = edits = characters = 0
     counted_digits = counted_right = 0
-    texts_right = np.array(
-        [result.text == _truth(photo) for photo, result in zip(photos, results, strict=True)]
-    )
+    truths = [_truth(photo) for photo in photos]
+    texts_right = np.array([result.text == truth for truth, result in zip(truths, results, strict=True)])
     confidences = np.array([result.confidence for result in results])
     sure = confidences >= sure_at
-    for photo, result in zip(photos, results, strict=True):
-        truth = _truth(photo)
+    for truth, result in zip(truths, results, strict=True):
         edits += edit_distance(truth, result.text)
         characters += len(truth)
         true_digits = truth.replace("\n", "")

@@ -92,11 +92,8 @@ def train_reader(
         fitted = model.fit(batches, epochs=1, steps_per_epoch=count, verbose=2)
         if on_epoch:
             probabilities = model.predict(val.images, batch_size=batch_size, verbose=0)
-            read = ["".join(c.char for c in decode(line).chars) for line in probabilities]
-            accuracy = float(
-                np.mean([got == want for got, want in zip(read, texts_of(val.labels), strict=True)])
-            )
-            on_epoch(epoch, float(fitted.history["loss"][-1]), accuracy)
+            _, right = _read_whole(probabilities, val.labels)
+            on_epoch(epoch, float(fitted.history["loss"][-1]), float(right.mean()))
     return model
 
 
@@ -113,13 +110,7 @@ def calibrate_reader(model: keras.Model, val: ComposedLines, batch_size: int) ->
         validation lines' negative log-likelihood and calibration error of their confidences.
     """
     probabilities = model.predict(val.images, batch_size=batch_size, verbose=0)  # (N, steps, CLASSES)
-    read = [decode(line) for line in probabilities]
-    right = np.array(
-        [
-            "".join(c.char for c in line.chars) == want
-            for line, want in zip(read, texts_of(val.labels), strict=True)
-        ]
-    )
+    read, right = _read_whole(probabilities, val.labels)
     temperature = fit_line_temperature(probabilities, right)
     before = np.array([line.confidence for line in read])
     after = line_confidences(probabilities, temperature)
@@ -156,6 +147,18 @@ def fit_line_temperature(probabilities: Sequence[np.ndarray], right: np.ndarray)
 def line_confidences(probabilities: Sequence[np.ndarray], temperature: float) -> np.ndarray:
     """(N,) the confidence `decode` gives each line once its steps' logits are divided by `temperature`."""
     return np.array([decode(temper(line, temperature)).confidence for line in probabilities])
+
+
+def _read_whole(probabilities: np.ndarray, labels: np.ndarray) -> tuple[list[ReadLine], np.ndarray]:
+    """Lines' (N, steps, CLASSES) probabilities decoded, and whether each reads its text (`labels`, as
+    `texts_of` takes them) whole and right: (N,) bool."""
+    read = [decode(line) for line in probabilities]
+    right = np.array([_text(line) == want for line, want in zip(read, texts_of(labels), strict=True)])
+    return read, right
+
+
+def _text(line: ReadLine) -> str:
+    return "".join(c.char for c in line.chars)
 
 
 def _binary_nll(confidence: np.ndarray, right: np.ndarray) -> float:
@@ -208,7 +211,7 @@ def score_lines(read: Callable[[list[np.ndarray]], list[ReadLine]], lines: Compo
     texts = []
     for start in range(0, len(truths), SCORE_BATCH):
         batch = [np.ascontiguousarray(image) for image in lines.images[start : start + SCORE_BATCH]]
-        texts.extend("".join(c.char for c in line.chars) for line in read(batch))
+        texts.extend(_text(line) for line in read(batch))
     right = np.array([got == want for got, want in zip(texts, truths, strict=True)])
     digits_only = [(_digits(got), _digits(want)) for got, want in zip(texts, truths, strict=True)]
     edits = sum(edit_distance(want, got) for got, want in zip(texts, truths, strict=True))
