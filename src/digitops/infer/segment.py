@@ -275,7 +275,7 @@ def read_digits(
     reader misses some odd-shaped digits that a crop shows plainly). Without a reader, each digit found
     is classified:
 
-    A crop wider than one digit of its line (`_is_wide`) may be touching digits that make one component:
+    A crop wider than `SPLIT_ASPECT` digits of its line may be touching digits that make one component:
     it is also cut at the columns of least ink into 2 to `MAX_PARTS` parts (`_cut_sets`), and read as the
     cut set whose parts the classifier is surest of (by its least confident part), when it is sure of every
     part (`SPLIT_SURE`) and surer than of the crop read whole. A wide '0' or '4' read whole is surer than
