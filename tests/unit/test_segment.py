@@ -229,6 +229,24 @@ def condition_photo(lines: list[list[int]], seed: int, **conditions):
     )
 
 
+@pytest.mark.parametrize(("digit_height", "seed"), [(12, 1), (12, 6), (14, 3), (14, 6)])
+def test_digits_a_few_pixels_tall_are_found_in_a_photo_analysed_larger(digit_height, seed):
+    """A coarse scan: digits 12-14 px tall, each found, its box around its digit in the photo's pixels."""
+    photo = photo_of(
+        [[3, 1, 4, 7], [2, 0]], seed=seed, digit_height=digit_height, jpeg_quality=90, max_rotation=1.0
+    )
+    crops = find_digits(photo.image)
+    assert len(crops) == len(photo.boxes), [crop.box for crop in crops]
+    for crop, (x, y, width, height) in zip(crops, photo.boxes, strict=True):
+        bx, by, bw, bh = crop.box
+        assert x <= bx + bw / 2 <= x + width and y <= by + bh / 2 <= y + height, (
+            crop.box,
+            (x, y, width, height),
+        )
+        assert bx + bw <= photo.image.width and by + bh <= photo.image.height
+    assert [crop.line for crop in crops] == [0, 0, 0, 0, 1, 1]
+
+
 @pytest.mark.parametrize("seed", [20, 21, 22])
 def test_an_underline_touching_the_digits_is_removed_and_they_are_found(seed):
     photo = condition_photo([[3, 1, 4, 0, 2]], seed, underline=True)

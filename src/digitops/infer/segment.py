@@ -3,6 +3,7 @@
 `find_digits` works on the photo alone (numpy, Pillow and cc3d; no OpenCV or scipy, so that the serving image
 stays small):
 1. grayscale, downscaled to at most `MAX_ANALYSIS_SIDE` pixels on the long side (boxes are mapped back);
+   a photo whose digits turn out shorter than `SMALL_DIGIT` pixels is analysed again, scaled up;
 2. the paper's brightness is estimated on a coarse grid (the median per cell, then rank filters wider than
    a pen stroke) and divided out: shadows and uneven light disappear, the paper is ~1;
 3. a pixel is ink when it is darker than the paper by at least `INK_FRACTION` of the nearby ink's strength,
@@ -40,6 +41,8 @@ from digitops.preprocess import EmptyImageError, normalize_digit
 from digitops.strings import READER_HEIGHT, line_pixels, to_line_height
 
 MAX_ANALYSIS_SIDE = 1600  # px: larger photos are analysed downscaled
+SMALL_DIGIT = 24  # px: a photo whose digits are shorter at analysis scale is analysed again, scaled up ...
+ANALYSIS_DIGIT = 32  # ... until they are this tall (within MAX_ANALYSIS_SIDE)
 BACKGROUND_GRID = 64  # cells along the long side for the paper's brightness
 BACKGROUND_WINDOW = 15  # cells (odd): wider than a pen stroke, about a quarter of the photo
 MIN_INK = 0.12  # darker than the paper by at least this fraction to be ink
@@ -197,6 +200,23 @@ def _locate(
     if scale < 1.0:
         size = (max(1, round(original_size[0] * scale)), max(1, round(original_size[1] * scale)))
         gray = np.asarray(Image.fromarray(gray, mode="F").resize(size, Image.Resampling.BOX))
+    analysis, to_photo = _analyse_photo(gray, scale, original_size)
+    # Digits a few pixels tall (a coarse scan): the ink's smoothing and the limits in pixels are made for
+    # larger ones, and the reader's band would be scaled up from a blur. Analysed again, scaled up.
+    heights = [box[3] - box[1] for box, _, _ in analysis.found]
+    digit_height = float(np.median(heights)) if heights else 0.0
+    factor = min(ANALYSIS_DIGIT / max(digit_height, 1.0), MAX_ANALYSIS_SIDE / max(gray.shape))
+    if not 0 < digit_height < SMALL_DIGIT or factor <= 1.0:
+        return analysis, to_photo
+    size = (round(gray.shape[1] * factor), round(gray.shape[0] * factor))
+    larger = Image.fromarray(gray, mode="F").resize(size, Image.Resampling.BICUBIC)
+    return _analyse_photo(np.clip(np.asarray(larger), 0.0, 1.0), size[0] / original_size[0], original_size)
+
+
+def _analyse_photo(
+    gray: np.ndarray, scale: float, original_size: tuple[int, int]
+) -> tuple[_Analysis, Callable[[tuple], tuple[int, int, int, int]]]:
+    """`_locate` on the photo at analysis scale (`gray`, `scale` times the original's `original_size`)."""
     analysis = _analyse(gray)
     margin = analysis.margin
     if not margin:
