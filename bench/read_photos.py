@@ -19,6 +19,9 @@ lit by a gradient and a shadow, rotated, blurred and JPEG-compressed (`bench.pho
   the share of photos read with at least `serve.low_confidence` (`sure_share`) and how many of those are
   right (`sure_accuracy`): what a caller who asks a person below that line gets.
 
+`--digit-px` scales every photo down until its digits are that many pixels tall, as a coarse scan of a
+form writes them (the bench draws digits 24-110 px tall).
+
 `--conditions` (a comma-separated list of `CONDITIONS`, or `all`) runs the harder benchmark of issue 15
 instead: `--photos` photos per condition, each one line of 3-8 digits written by one hand (all digits of a
 photo from one source: the MNIST, USPS, optdigits-orig `.windep` or bhmsds test digits, the last two
@@ -31,6 +34,7 @@ photos) and the time per photo, and keeps a few failures (written, true and read
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -95,6 +99,11 @@ def main(argv: list[str] | None = None) -> int:
         default=0.0,
         help="fraction of photos where a dark desk shows beyond the paper",
     )
+    parser.add_argument(
+        "--digit-px",
+        type=float,
+        help="downscale each photo until its digits are this many pixels tall (a coarse scan)",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     parser.add_argument("--examples", type=Path, help="save a grid of photos with their boxes and readings")
     parser.add_argument(
@@ -119,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         ),
         strict=True,
     )
+    photos = [_downscaled(photo, args.digit_px) for photo in photos]
     classifier, reader = _models(args)
 
     results, seconds = [], []
@@ -173,6 +183,7 @@ def _run_conditions(args: argparse.Namespace, names: tuple[str, ...], sure_at: f
             continue
         rng = np.random.default_rng([args.seed, number])  # each condition reproducible on its own
         photos = [_condition_photo(list(pools.values()), name, rng) for _ in range(args.photos)]
+        photos = [_downscaled(photo, args.digit_px) for photo in photos]
         results, seconds = [], []
         for photo in photos:
             started = time.perf_counter()
@@ -281,6 +292,20 @@ def _condition_photo(
         jpeg_quality=quality,
         conditions=conditions,
     )
+
+
+def _downscaled(photo: SyntheticPhoto, digit_px: float | None) -> SyntheticPhoto:
+    """The photo scaled down until its digits' median height is `digit_px` (unchanged when None or when they
+    are already as small), its digits' boxes with it."""
+    factor = (
+        1.0 if digit_px is None else min(1.0, digit_px / float(np.median([box[3] for box in photo.boxes])))
+    )
+    if factor == 1.0:
+        return photo
+    image = photo.image
+    size = (max(1, round(image.width * factor)), max(1, round(image.height * factor)))
+    boxes = [tuple(round(value * factor) for value in box) for box in photo.boxes]
+    return dataclasses.replace(photo, image=image.resize(size, Image.Resampling.BOX), boxes=boxes)
 
 
 def _truth(photo: SyntheticPhoto) -> str:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from bench.photos import Conditions, _pattern, _perspective_coefficients, _pressure, _warp, make_photo
+from bench.read_photos import _downscaled
 from tests.unit.test_segment import digit
 
 LABELS = [3, 0, 1, 4, 2]
@@ -156,3 +157,15 @@ def test_perspective_moves_the_corners_inwards_unevenly():
     rows = np.flatnonzero(warped[:, 150] > 0.5)
     top_row, bottom_row = warped[rows[2]] > 0.5, warped[rows[-3]] > 0.5
     assert abs(int(top_row.sum()) - int(bottom_row.sum())) > 3  # not a rectangle: a slanted view
+
+
+def test_a_photo_downscaled_to_small_digits_keeps_its_boxes_on_them():
+    photo = make_photo(
+        [[digit(3), digit(1), digit(4)]], [[3, 1, 4]], np.random.default_rng(3), digit_height=60
+    )
+    small = _downscaled(photo, 15.0)
+    factor = 15.0 / float(np.median([box[3] for box in photo.boxes]))
+    assert small.image.width == round(photo.image.width * factor)
+    assert float(np.median([box[3] for box in small.boxes])) == pytest.approx(15.0, abs=1)
+    assert small.lines == photo.lines and small.written == photo.written
+    assert _downscaled(photo, None) is photo and _downscaled(photo, 500.0) is photo  # never enlarged
