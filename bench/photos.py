@@ -60,6 +60,8 @@ class Conditions:
         touching: the probability that a digit touches or overlaps its left neighbour.
         pressure: the stroke width and darkness vary along each digit, as with a pen pressed unevenly.
         perspective: the page is photographed at a slant (a random projective warp).
+        bilevel: the page is scanned in black and white, as a fax or a form scanner's default does: each
+            pixel is ink or paper, the page lit evenly, the scan kept lossless instead of as a JPEG.
     """
 
     tight_crop: bool = False
@@ -71,6 +73,7 @@ class Conditions:
     touching: float = 0.0
     pressure: bool = False
     perspective: bool = False
+    bilevel: bool = False
 
     def any(self) -> bool:
         """Whether any condition is on."""
@@ -140,7 +143,8 @@ def make_photo(
         printed = np.maximum(printed if printed is not None else 0.0, _pattern(ink.shape, height, extra))
     print_layer = None if printed is None else (printed, extra)
     blur = float(rng.uniform(0.2, 0.4 + height / 60))
-    photo = _photograph(ink, rng, blur=blur, paper_edge=paper_edge, printed=print_layer)
+    scanned = extra is not None and conditions.bilevel  # a scanner lights the page evenly
+    photo = _photograph(ink, rng, blur=blur, paper_edge=paper_edge, printed=print_layer, lit=not scanned)
     quality = jpeg_quality or int(rng.integers(35, 91))
     boxes = []
     for index in range(1, sum(len(line) for line in lines) + 1):
@@ -148,6 +152,8 @@ def make_photo(
         boxes.append((int(cols.min()), int(rows.min()), int(np.ptp(cols)) + 1, int(np.ptp(rows)) + 1))
     digits = [list(map(int, line)) for line in labels]
     written = page.written or ["".join(map(str, line)) for line in digits]
+    if extra is not None and conditions.bilevel:
+        return SyntheticPhoto(_bilevel(photo, extra), digits, boxes, written)
     return SyntheticPhoto(_jpeg(photo, quality), digits, boxes, written)
 
 
@@ -462,8 +468,10 @@ def _photograph(
     blur: float,
     paper_edge: bool = False,
     printed: tuple[np.ndarray, np.random.Generator] | None = None,
+    lit: bool = True,
 ) -> np.ndarray:
-    """Ink (H, W) in [0, 1] -> an RGB photo (H, W, 3) uint8: pen on paper, lit unevenly, blurred, noisy.
+    """Ink (H, W) in [0, 1] -> an RGB photo (H, W, 3) uint8: pen on paper, lit unevenly (unless not `lit`:
+    a scanner's even light), blurred, noisy.
 
     `printed`: ink printed on the paper before it was written on, (H, W) in [0, 1], and the generator
     that picks its colour.
@@ -479,7 +487,8 @@ def _photograph(
     rgb *= 1.0 - (strength * ink)[..., None] * (1.0 - pen)  # the ink absorbs what the pen does not pass
     if paper_edge:
         rgb = np.where(_beyond_paper(ink, rng)[..., None], _table(height, width, rng), rgb)
-    rgb *= _lighting(height, width, rng)[..., None]
+    if lit:
+        rgb *= _lighting(height, width, rng)[..., None]
     image = Image.fromarray(np.clip(rgb * 255, 0, 255).astype(np.uint8)).filter(
         ImageFilter.GaussianBlur(blur)
     )
@@ -548,6 +557,19 @@ def _smooth_noise(height: int, width: int, cells: int, rng: np.random.Generator)
     """Low-frequency noise in about [-1, 1]: a cells x cells random grid, upsampled bicubically."""
     grid = rng.uniform(-1, 1, (cells, cells)).astype(np.float32)
     return np.asarray(Image.fromarray(grid, mode="F").resize((width, height), Image.Resampling.BICUBIC))
+
+
+def _bilevel(rgb: np.ndarray, rng: np.random.Generator) -> Image.Image:
+    """A black-and-white scan: RGB, each pixel black (ink) or white (paper).
+
+    The threshold lies a random 40-70% of the way from the ink's darkness (the darkest half percent of the
+    pixels) to the paper's brightness (the median pixel), as a scanner's automatic threshold puts it: a
+    faint pen stays legible, and strokes come out bolder or thinner than they were.
+    """
+    gray = np.asarray(Image.fromarray(rgb).convert("L"), np.float32)
+    paper, ink = float(np.median(gray)), float(np.percentile(gray, 0.5))
+    black = gray < ink + (paper - ink) * rng.uniform(0.4, 0.7)
+    return Image.fromarray(np.where(black, 0, 255).astype(np.uint8)).convert("RGB")
 
 
 def _jpeg(rgb: np.ndarray, quality: int) -> Image.Image:

@@ -169,3 +169,16 @@ def test_a_photo_downscaled_to_small_digits_keeps_its_boxes_on_them():
     assert float(np.median([box[3] for box in small.boxes])) == pytest.approx(15.0, abs=1)
     assert small.lines == photo.lines and small.written == photo.written
     assert _downscaled(photo, None) is photo and _downscaled(photo, 500.0) is photo  # never enlarged
+
+
+def test_a_bilevel_scan_is_black_ink_on_white_paper_where_the_digits_are():
+    photo = photo_with(4, bilevel=True)
+    pixels = np.asarray(photo.image.convert("L"))
+    assert set(np.unique(pixels)) == {0, 255}  # lossless: no JPEG's grey between them
+    ink = pixels == 0
+    for x, y, width, height in photo.boxes:
+        assert ink[y : y + height, x : x + width].mean() > 0.1  # each digit is black...
+    outside = np.ones_like(ink)
+    for x, y, width, height in photo.boxes:
+        outside[max(0, y - 5) : y + height + 5, max(0, x - 5) : x + width + 5] = False
+    assert ink[outside].mean() < 0.01  # ... on white paper, through the photo's light and shadow
