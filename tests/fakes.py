@@ -249,6 +249,41 @@ def single_digit_onnx(path: Path, digit: int) -> Path:
     return path
 
 
+def one_mark_reader_onnx(path: Path, mark: str = "-") -> Path:
+    """A valid string reader (uint8 (B, 32, W) lines in, (B, W/4, classes) probabilities out) that reads every
+    line as one `mark`, sure of it: every step says it, so greedy decoding gives it once, with no gap."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from digitops.infer.reader import WIDTH_STEP
+    from digitops.strings import ALPHABET, READER_HEIGHT
+
+    step = np.zeros(len(ALPHABET) + 1, np.float32)
+    step[ALPHABET.index(mark) + 1] = 1.0
+    graph = helper.make_graph(
+        [
+            helper.make_node("Cast", ["line"], ["pixels"], to=TensorProto.FLOAT),
+            helper.make_node("ReduceSum", ["pixels", "height_axis"], ["columns"], keepdims=0),  # (B, W)
+            helper.make_node("Reshape", ["columns", "step_shape"], ["steps"]),  # (B, W/4, 4)
+            helper.make_node("ReduceSum", ["steps", "last_axis"], ["per_step"], keepdims=1),  # (B, W/4, 1)
+            helper.make_node("Mul", ["per_step", "zero"], ["nothing"]),
+            helper.make_node("Add", ["nothing", "step"], ["probabilities"]),  # (B, W/4, classes)
+        ],
+        "one-mark-reader",
+        [helper.make_tensor_value_info("line", TensorProto.UINT8, [None, READER_HEIGHT, None])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [None, None, len(step)])],
+        initializer=[
+            numpy_helper.from_array(np.array([1], np.int64), "height_axis"),
+            numpy_helper.from_array(np.array([2], np.int64), "last_axis"),
+            numpy_helper.from_array(np.array([0, -1, WIDTH_STEP], np.int64), "step_shape"),
+            numpy_helper.from_array(np.array(0.0, np.float32), "zero"),
+            numpy_helper.from_array(step, "step"),
+        ],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path
+
+
 def float_input_onnx(path: Path) -> Path:
     """A valid ONNX graph of float images, not the normaliser's uint8 digits: load_classifier refuses it."""
     import onnx

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 
 import httpx
 import numpy as np
@@ -13,8 +14,10 @@ from PIL import Image
 
 from bench.photos import blank_photo, make_photo
 from digitops.infer.inputs import png_bytes
+from digitops.infer.reader import READER_FILE, Reader
 from digitops.infer.segment import read_digits
-from tests.fakes import SEVEN_STROKES, canvas_rgba, draw_strokes
+from tests.fakes import SEVEN_STROKES, canvas_rgba, draw_strokes, one_mark_reader_onnx
+from tests.service.conftest import serve_bento
 
 pytestmark = [pytest.mark.pipeline, pytest.mark.slow]
 
@@ -55,6 +58,51 @@ def test_read_finds_every_digit_and_answers_as_the_library_does(service, digits,
     )
     assert reading["confidence"] == pytest.approx(expected.confidence, abs=1e-5)
     assert reading["confidence"] == pytest.approx(np.prod([d["confidence"] for d in reading["digits"]]))
+
+
+@pytest.fixture(scope="module")
+def service_with_reader(smoke_repo, tmp_path_factory):
+    """The smoke bento served with a string reader beside its model, where the package stage puts the
+    champion reader (the smoke run's own reader is below the floor and never ships). This one reads every
+    line as a single '-', so that its answers cannot be the crops' ones."""
+    home = tmp_path_factory.mktemp("with-reader") / "bentoml"
+    shutil.copytree(
+        smoke_repo.env["BENTOML_HOME"],
+        home,
+        symlinks=True,
+        ignore=shutil.ignore_patterns("prometheus_multiproc_dir"),
+    )
+    name, version = smoke_repo.bento_model.split(":")
+    reader_file = one_mark_reader_onnx(home / "models" / name / version / READER_FILE)
+    with serve_bento(
+        smoke_repo.bento, smoke_repo.env, tmp_path_factory, {"BENTOML_HOME": str(home)}
+    ) as running:
+        yield running, Reader(reader_file)
+
+
+def test_read_with_a_string_reader_answers_with_its_reading_as_the_library_does(
+    service_with_reader, digits, served_model
+):
+    service, reader = service_with_reader
+    rng = np.random.default_rng(8)
+    picks = rng.choice(len(digits.labels), 4, replace=False)
+    photo = make_photo(
+        [[digits.images[i] for i in picks]], [[int(digits.labels[i]) for i in picks]], rng, jpeg_quality=85
+    )
+    data = _jpeg(photo.image)
+    image = Image.open(io.BytesIO(data))
+    assert len(read_digits(image, served_model).digits) == 4  # crop by crop: the four digits
+
+    response = _read(service.url, data)
+
+    assert response.status_code == 200, response.text
+    reading = response.json()
+    expected = read_digits(image, served_model, reader)  # the same photo and models, in this process
+    assert reading["text"] == expected.text == "" and reading["digits"] == []  # the reader's reading
+    assert [(s["mark"], s["box"]) for s in reading["separators"]] == [
+        (s.mark, list(s.box)) for s in expected.separators
+    ]
+    assert [s["mark"] for s in reading["separators"]] == ["-"]
 
 
 def test_read_a_photo_without_digits_is_an_empty_answer(service):
