@@ -67,6 +67,8 @@ def main() -> None:
             batch_size=settings.batch_size,
             learning_rate=settings.learning_rate,
             seed=seed,
+            filters=settings.filters,
+            context_filters=settings.context_filters,
             on_epoch=lambda epoch, loss, accuracy: mlflow.log_metrics(
                 {"epoch.loss": loss, "epoch.val_line_accuracy": accuracy}, step=epoch
             ),

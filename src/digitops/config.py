@@ -374,6 +374,8 @@ class ReaderParams(_Section):
     lines: PositiveInt  # composed training lines, from the train split's digits
     val_lines: PositiveInt  # ... from the validation split's: the line accuracy reported per epoch
     test_lines: PositiveInt  # ... from the test split's: the gate compares the candidate and champion on them
+    filters: tuple[PositiveInt, ...] = Field(min_length=5, max_length=5)  # the five convolutions' channels
+    context_filters: PositiveInt  # the 1-D convolutions' channels
     epochs: PositiveInt
     batch_size: PositiveInt
     learning_rate: float = Field(gt=0)

@@ -33,25 +33,41 @@ LOGITS_LAYER = "logits"  # the Dense layer before the softmax: calibration divid
 CALIBRATION_BINS = 10  # confidence bins of the line confidence's calibration error
 _SURE = 1e-7  # a line confidence is kept this far from 0 and 1 in the log-likelihood
 WIDTH_BUCKET = 32  # px: a training batch's width is a multiple of this (few distinct shapes to trace)
+_POOLS = ((2, 2), (2, 2), None, (2, 1), (2, 1))  # after each convolution: 32 px high to 2 rows, W to W/4
+SMALL_FILTERS = (16, 32, 64, 64, 96)
+SMALL_CONTEXT_FILTERS = 128
 
 
-def build_reader(width: int | None = None, dropout: float = 0.2) -> keras.Model:
+def build_reader(
+    width: int | None = None,
+    dropout: float = 0.2,
+    filters: Sequence[int] = SMALL_FILTERS,
+    context_filters: int = SMALL_CONTEXT_FILTERS,
+) -> keras.Model:
     """(B, READER_HEIGHT, W) uint8 lines, ink bright on black -> (B, W / 4, CLASSES) softmax
-    (`digitops.infer.reader.WIDTH_STEP` is the 4)."""
+    (`digitops.infer.reader.WIDTH_STEP` is the 4).
+
+    `filters`: the channels of the five 3x3 convolutions, `context_filters` those of the two 1-D ones; the
+    defaults are a small reader for tests, params.yaml's `reader` section sets the served one.
+    """
+    if len(filters) != len(_POOLS):
+        raise ValueError(f"filters: {len(_POOLS)} convolutions' channels, got {list(filters)}")
     inputs = keras.Input((READER_HEIGHT, width), dtype="uint8", name="line")
     x = keras.layers.Rescaling(1.0 / 255.0)(inputs)
     x = keras.layers.Reshape((READER_HEIGHT, -1, 1))(x)
-    for filters, pool in ((16, (2, 2)), (32, (2, 2)), (64, None), (64, (2, 1)), (96, (2, 1))):
-        x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
+    for channels, pool in zip(filters, _POOLS, strict=True):
+        x = keras.layers.Conv2D(channels, 3, padding="same", use_bias=False)(x)
         x = keras.layers.BatchNormalization()(x)
         x = keras.layers.ReLU()(x)
         if pool:
             x = keras.layers.MaxPooling2D(pool)(x)
-    # (B, 2, W/4, 96): the two remaining rows become the features of each step
+    # (B, 2, W/4, C): the two remaining rows become the features of each step
     x = keras.layers.Permute((2, 1, 3))(x)
-    x = keras.layers.Reshape((-1, 2 * 96))(x)
+    x = keras.layers.Reshape((-1, 2 * filters[-1]))(x)
     for dilation in (1, 2):
-        x = keras.layers.Conv1D(128, 3, padding="same", dilation_rate=dilation, activation="relu")(x)
+        x = keras.layers.Conv1D(
+            context_filters, 3, padding="same", dilation_rate=dilation, activation="relu"
+        )(x)
         x = keras.layers.Dropout(dropout)(x)
     logits = keras.layers.Dense(CLASSES, name=LOGITS_LAYER)(x)
     probabilities = keras.layers.Softmax(name="probabilities")(logits)
@@ -76,15 +92,18 @@ def train_reader(
     batch_size: int,
     learning_rate: float,
     seed: int,
+    filters: Sequence[int] = SMALL_FILTERS,
+    context_filters: int = SMALL_CONTEXT_FILTERS,
     on_epoch: Callable[[int, float, float], None] | None = None,
 ) -> keras.Model:
     """Train a reader on composed lines.
 
-    Adam with a cosine decay over all epochs; after each epoch the validation lines are read and
-    `on_epoch(epoch, loss, val_line_accuracy)` is called (e.g. to log to MLflow).
+    `filters` and `context_filters` size the network (`build_reader`). Adam with a cosine decay over all
+    epochs; after each epoch the validation lines are read and `on_epoch(epoch, loss, val_line_accuracy)`
+    is called (e.g. to log to MLflow).
     """
     keras.utils.set_random_seed(seed)
-    model = build_reader()
+    model = build_reader(filters=filters, context_filters=context_filters)
     batches, count = line_batches(train.images, train.labels, batch_size, seed)
     schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=epochs * count)
     model.compile(optimizer=keras.optimizers.Adam(schedule, clipnorm=5.0), loss=ctc_loss)
@@ -232,10 +251,7 @@ def _digits(text: str) -> str:
 
 def export_reader_onnx(model: keras.Model, path: Path) -> Path:
     """Write the reader as ONNX, atomically: (B, READER_HEIGHT, W) uint8 lines of any width."""
-    inference = build_reader(width=None)
-    inference.set_weights(model.get_weights())
-    inference(np.zeros((1, READER_HEIGHT, 64), np.uint8), training=False)
     signature = [keras.InputSpec(shape=(None, READER_HEIGHT, None), dtype="uint8", name="line")]
     with atomic_path(path) as tmp_path:
-        inference.export(str(tmp_path), format="onnx", verbose=False, input_signature=signature)
+        model.export(str(tmp_path), format="onnx", verbose=False, input_signature=signature)
     return path

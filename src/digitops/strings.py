@@ -31,6 +31,7 @@ SEPARATORS = ".,-=/"
 ALPHABET = "0123456789" + SEPARATORS  # class k + 1 is ALPHABET[k]; class 0 is CTC's blank
 BLANK = 0
 MAX_LABEL = 14  # characters per composed line at most
+BILEVEL_SHARE = 0.12  # lines scanned in black and white (a fax, a form scanner's default), thresholded
 _DIGIT_HEIGHT = 20  # px: the height of a digit's ink box in a normalised 28x28 image (MNIST's 20x20 box)
 
 
@@ -230,6 +231,8 @@ def _render(pool: DigitPool, source: str, text: str, rng: np.random.Generator) -
     darkness = _camera(darkness, rng)
     noise = rng.uniform(0.0, 0.04)
     darkness = darkness + rng.normal(0.0, noise, darkness.shape).astype(np.float32) if noise else darkness
+    if rng.random() < BILEVEL_SHARE:  # a black-and-white scan: every pixel is ink or paper, hard-edged
+        darkness = np.where(darkness > pen_darkness * rng.uniform(0.3, 0.6), 1.0, 0.0).astype(np.float32)
     pixels = line_pixels(darkness, max(0.12, 5 * noise))
     return to_line_height(_band(pixels, (x0, y0, x1, y1), height, rng))
 

@@ -75,6 +75,14 @@ def test_the_onnx_reader_matches_keras_at_any_width(exported, lines):
     assert all(c.columns[1] <= -(-100 // WIDTH_STEP) * WIDTH_STEP for c in readings[0].chars)
 
 
+def test_the_reader_is_sized_by_its_filters_and_refuses_a_wrong_count():
+    small, large = build_reader(), build_reader(filters=(32, 64, 128, 128, 192), context_filters=256)
+    assert large.count_params() > 3 * small.count_params()
+    assert large.output_shape == small.output_shape == (None, None, CLASSES)
+    with pytest.raises(ValueError, match="5 convolutions' channels"):
+        build_reader(filters=(16, 32))
+
+
 def test_calibration_tempers_every_step_and_leaves_the_readings(exported, lines):
     model, _, _ = exported
     calibrated = build_reader()
