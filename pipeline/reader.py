@@ -4,10 +4,12 @@ Lines are composed from each split's digits (digitops.strings; contributed sourc
 reader is trained on the train lines (digitops.reader), its confidences are calibrated on the validation
 lines (a temperature: `digitops.reader.calibrate_reader`) and it is exported to <models>/reader.onnx. It
 is scored with ONNX Runtime, as it serves, on the test lines, and so is the registry's `@champion` reader on
-the same lines. The candidate is registered, and becomes `@champion` only if it reads at least
-`reader.min_line_accuracy` of them and at least as many as the champion (`reader.min_improvement`).
-<metrics>/reader.json holds both scores and the decision. Everything goes to its own MLflow run (tag
-digitops.kind=reader): params, per-epoch loss and validation line accuracy, the scores and the model.
+the same lines; both are also scored on the test lines the champion kept from its own run (a change to
+the composer changes the test lines too). The candidate is registered, and becomes `@champion` only if it
+reads at least `reader.min_line_accuracy` of its test lines and, on both sets, at least as many as the
+champion (`reader.min_improvement`). <metrics>/reader.json holds the scores and the decision. Everything
+goes to its own MLflow run (tag digitops.kind=reader): params, per-epoch loss and validation line
+accuracy, the scores, the test lines and the model.
 """
 
 from __future__ import annotations
@@ -29,7 +31,14 @@ from digitops.errors import run_stage
 from digitops.infer.reader import Reader
 from digitops.io import load_npz, write_json
 from digitops.reader import calibrate_reader, export_reader_onnx, score_lines, train_reader
-from digitops.reader_registry import champion_reader, log_reader, register_and_gate
+from digitops.reader_registry import (
+    LineScores,
+    champion_reader,
+    kept_test_lines,
+    log_reader,
+    log_test_lines,
+    register_and_gate,
+)
 from digitops.strings import ComposedLines, compose_lines, digit_pool
 from digitops.tracking import configure, flatten, metric_values, run_tags
 
@@ -78,19 +87,42 @@ def main() -> None:
         onnx_path = export_reader_onnx(model, paths.models / "reader.onnx")
         candidate = score_lines(Reader(onnx_path), test)
         champion = champion_reader(settings.registered_model, Path(scratch))
-        champion_score = score_lines(Reader(champion[0]), test) if champion else None
+        champion_score, on_its_lines, comparisons = None, None, []
+        if champion:
+            champion_score = score_lines(Reader(champion.model), test)
+            comparisons.append(
+                LineScores(
+                    "the candidate's test lines", candidate["line_accuracy"], champion_score["line_accuracy"]
+                )
+            )
+        its_lines = kept_test_lines(champion.run_id, Path(scratch) / "lines") if champion else None
+        if its_lines is not None:  # the lines the champion was judged on
+            on_its_lines = {
+                "candidate": score_lines(Reader(onnx_path), its_lines),
+                "champion": score_lines(Reader(champion.model), its_lines),
+            }
+            comparisons.append(
+                LineScores(
+                    f"version {champion.version}'s test lines",
+                    on_its_lines["candidate"]["line_accuracy"],
+                    on_its_lines["champion"]["line_accuracy"],
+                )
+            )
         model_uri = log_reader(onnx_path)
+        log_test_lines(test)
         decision = register_and_gate(
             model_uri,
             settings.registered_model,
             candidate["line_accuracy"],
-            (champion[1], champion_score["line_accuracy"]) if champion else None,
+            champion.version if champion else None,
+            comparisons,
             settings.min_improvement,
             settings.min_line_accuracy,
         )
         report = {
             "candidate": candidate,
-            "champion": {"version": champion[1], **champion_score} if champion else None,
+            "champion": {"version": champion.version, **champion_score} if champion else None,
+            "on_the_champions_test_lines": on_its_lines,
             "decision": {
                 "version": decision.version,
                 "promoted": decision.promoted,

@@ -169,8 +169,8 @@ def _store_version(
         }
         reader = champion_reader(reader_model, Path(scratch) / "reader") if reader_model else None
         if reader is not None:
-            companions[READER_FILE] = reader[0]
-            labels["reader_version"] = reader[1]
+            companions[READER_FILE] = reader.model
+            labels["reader_version"] = reader.version
         elif reader_model:
             print(f"no {reader_model}@{CHAMPION} in the registry: the model ships without a string reader")
         with bentoml.models.create(bento_model_name, labels=labels, metadata=metrics) as bento_model:

@@ -300,7 +300,7 @@ def test_the_champion_reader_ships_beside_the_model(store, tmp_path):
     MlflowClient().set_registered_model_alias("read-along", "champion", "1")
     reader_file = export_reader_onnx(build_reader(), tmp_path / "reader.onnx")  # untrained: only copied
     with mlflow.start_run():
-        register_and_gate(log_reader(reader_file), "readers", 0.9, None, min_improvement=0.0, floor=0.5)
+        register_and_gate(log_reader(reader_file), "readers", 0.9, None, [], min_improvement=0.0, floor=0.5)
 
     bentoml_home = tmp_path / "bentoml"
     answers = _package(["read-along"], tracking_uri, bentoml_home, _PACKAGE_WITH_READER)

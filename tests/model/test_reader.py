@@ -22,7 +22,14 @@ from digitops.reader import (
     score_lines,
     train_reader,
 )
-from digitops.reader_registry import champion_reader, log_reader, register_and_gate
+from digitops.reader_registry import (
+    LineScores,
+    champion_reader,
+    kept_test_lines,
+    log_reader,
+    log_test_lines,
+    register_and_gate,
+)
 from digitops.strings import BLANK, compose_lines, digit_pool
 from digitops.tracking import configure
 from tests.fakes import random_digits, single_digit_onnx
@@ -136,22 +143,50 @@ def test_the_gate_promotes_the_first_reader_and_never_a_worse_one(exported, tmp_
     _, path, _ = exported
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     configure("reader-tests", tmp_path)
-    decisions = []
     with mlflow.start_run():
         uri = log_reader(path)  # one logged model, registered once per candidate below
-    for accuracy, champion in ((0.20, None), (0.50, None), (0.40, ("2", 0.50)), (0.60, ("2", 0.50))):
-        decisions.append(
-            register_and_gate(uri, "readers", accuracy, champion, min_improvement=0.0, floor=0.3)
-        )
+    own = "the candidate's test lines"
+    candidates = [
+        (0.20, None, []),
+        (0.50, None, []),
+        (0.40, "2", [LineScores(own, 0.40, 0.50)]),
+        (0.60, "2", [LineScores(own, 0.60, 0.50)]),
+        # better on the lines composed for it, worse on those the champion was judged on
+        (0.70, "4", [LineScores(own, 0.70, 0.60), LineScores("version 4's test lines", 0.55, 0.60)]),
+        (0.70, "4", [LineScores(own, 0.70, 0.60), LineScores("version 4's test lines", 0.65, 0.60)]),
+    ]
+    decisions = [
+        register_and_gate(uri, "readers", accuracy, champion, scores, min_improvement=0.0, floor=0.3)
+        for accuracy, champion, scores in candidates
+    ]
     assert [(d.version, d.promoted) for d in decisions] == [
         ("1", False),
         ("2", True),
         ("3", False),
         ("4", True),
+        ("5", False),
+        ("6", True),
     ]
     assert "below the floor" in decisions[0].reason and "does not read" in decisions[2].reason
-    assert str(MlflowClient().get_model_version_by_alias("readers", "champion").version) == "4"
-    downloaded, version = champion_reader("readers", tmp_path / "download")
-    assert version == "4" and Reader(downloaded).session is not None
+    assert "version 4's test lines: 0.5500 against 0.6000" in decisions[4].reason
+    assert own not in decisions[4].reason  # the reason names the set it fell short on
+    assert str(MlflowClient().get_model_version_by_alias("readers", "champion").version) == "6"
+    champion = champion_reader("readers", tmp_path / "download")
+    assert champion.version == "6" and Reader(champion.model).session is not None
+    assert kept_test_lines(champion.run_id, tmp_path / "lines") is None  # its run kept none
     assert champion_reader("no-such-readers", tmp_path / "none") is None
     keras.backend.clear_session()
+
+
+def test_the_champion_comes_with_the_test_lines_its_run_kept(exported, lines, tmp_path, monkeypatch):
+    _, path, _ = exported
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    configure("reader-lines", tmp_path)
+    test = lines[1]
+    with mlflow.start_run():
+        uri = log_reader(path)
+        log_test_lines(test)
+    register_and_gate(uri, "kept-readers", 0.9, None, [], min_improvement=0.0, floor=0.0)
+    kept = kept_test_lines(champion_reader("kept-readers", tmp_path / "download").run_id, tmp_path / "lines")
+    assert np.array_equal(kept.images, test.images) and np.array_equal(kept.labels, test.labels)
+    assert list(kept.sources) == list(test.sources)
