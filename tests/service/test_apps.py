@@ -74,9 +74,10 @@ def service_with_reader(smoke_repo, tmp_path_factory):
     )
     name, version = smoke_repo.bento_model.split(":")
     reader_file = one_mark_reader_onnx(home / "models" / name / version / READER_FILE)
-    with serve_bento(
-        smoke_repo.bento, smoke_repo.env, tmp_path_factory, {"BENTOML_HOME": str(home)}
-    ) as running:
+    # That model by name: the service's default, `digits:latest`, may be a later import by then (the
+    # pipeline tests' experiments package again into the same BentoML home).
+    environment = {"BENTOML_HOME": str(home), "DIGITOPS_BENTO_MODEL": smoke_repo.bento_model}
+    with serve_bento(smoke_repo.bento, smoke_repo.env, tmp_path_factory, environment) as running:
         yield running, Reader(reader_file)
 
 
