@@ -152,7 +152,7 @@ def make_photo(
         boxes.append((int(cols.min()), int(rows.min()), int(np.ptp(cols)) + 1, int(np.ptp(rows)) + 1))
     digits = [list(map(int, line)) for line in labels]
     written = page.written or ["".join(map(str, line)) for line in digits]
-    if extra is not None and conditions.bilevel:
+    if scanned:
         return SyntheticPhoto(_bilevel(photo, extra), digits, boxes, written)
     return SyntheticPhoto(_jpeg(photo, quality), digits, boxes, written)
 

@@ -85,11 +85,13 @@ def main() -> None:
         train_seconds = time.perf_counter() - started
         calibration = calibrate_reader(model, val, settings.batch_size)
         onnx_path = export_reader_onnx(model, paths.models / "reader.onnx")
-        candidate = score_lines(Reader(onnx_path), test)
+        candidate_reader = Reader(onnx_path)
+        candidate = score_lines(candidate_reader, test)
         champion = champion_reader(settings.registered_model, Path(scratch))
+        champion_model = Reader(champion.model) if champion else None
         champion_score, on_its_lines, comparisons = None, None, []
         if champion:
-            champion_score = score_lines(Reader(champion.model), test)
+            champion_score = score_lines(champion_model, test)
             comparisons.append(
                 LineScores(
                     "the candidate's test lines", candidate["line_accuracy"], champion_score["line_accuracy"]
@@ -98,8 +100,8 @@ def main() -> None:
         its_lines = kept_test_lines(champion.run_id, Path(scratch) / "lines") if champion else None
         if its_lines is not None:  # the lines the champion was judged on
             on_its_lines = {
-                "candidate": score_lines(Reader(onnx_path), its_lines),
-                "champion": score_lines(Reader(champion.model), its_lines),
+                "candidate": score_lines(candidate_reader, its_lines),
+                "champion": score_lines(champion_model, its_lines),
             }
             comparisons.append(
                 LineScores(
