@@ -271,6 +271,18 @@ def test_the_printed_boxes_of_a_comb_field_no_longer_join_the_digits(seed):
         assert cx <= x + width / 2 <= cx + cw and cy <= y + height / 2 <= cy + ch, (crop.box, (x, y))
 
 
+@pytest.mark.parametrize("seed", [23, 26, 30, 41])
+def test_a_tall_one_in_a_comb_field_is_a_digit_not_a_box_side(seed):
+    """Drawn this size, the 1s outgrow the other digits by more than a box's side outgrows them; free of
+    the box's top and bottom, and drawn wider than its lines, each is still found (fine pens aside)."""
+    photo = condition_photo([[1, 2, 1, 0, 1]], seed, boxed=True)
+    crops = find_digits(photo.image)
+    assert len(crops) == len(photo.boxes), [crop.box for crop in crops]
+    for crop, (x, y, width, height) in zip(crops, photo.boxes, strict=True):
+        cx, cy, cw, ch = crop.box
+        assert cx <= x + width / 2 <= cx + cw and cy <= y + height / 2 <= cy + ch, (crop.box, (x, y))
+
+
 def test_a_photo_of_lines_alone_reads_as_empty_text():
     rng = np.random.default_rng(25)
     gray = np.asarray(blank_photo(240, 400, rng).convert("L")).copy()

@@ -11,7 +11,8 @@ stays small):
    JPEG noise give no ink);
 4. long thin lines (underlines, ruled lines, the sides of printed boxes; a faint one the threshold broke
    into dashes or pieces too, measured on the ink at the noise floor alone) are taken out of the ink, so
-   that digits touching them come apart (`_without_lines`);
+   that digits touching them come apart (`_without_lines`); a '1' taller than its neighbours, free of any
+   horizontal line and wider than the printed ones, stays;
 5. connected components (cc3d); the pieces of a broken stroke are merged (stacked like the bar and body of
    a '5', overlapping like the arm and upright of a '4', or a small bit close to a digit, but not a dot,
    comma or dash beside it); specks, faint stains, paper-edge artefacts and flat marks (dashes, equals
@@ -72,6 +73,8 @@ TOUCH_GAP = 0.05  # a small group that is not short (a thin '1') joins a digit t
 LINE_SPAN = 0.3  # a horizontal run this fraction of the photo's width is a line (for a first digit height)
 LINE_LENGTH = 2.0  # a horizontal run this many digit heights long is a line (underline, rule, box edge)
 LINE_HEIGHT = 1.15  # a vertical run this many digit heights long is a line (a box's side, squared paper)
+LINE_FREE = 2.0  # a vertical line shorter than this many digit heights meets a horizontal one (a box's side)
+LINE_SPREAD = 1.5  # ... unless it stands free, this many times wider than the lines (a tall '1')
 LINE_SLOPES = (
     -0.03,
     0.0,
@@ -863,8 +866,41 @@ def _without_lines(mask: np.ndarray, faint: np.ndarray | None = None) -> np.ndar
     # Where a rule crosses a box's side, each line is thick across the other: measured again without the
     # other lines, the crossing goes too (it would stay as a blob beside a digit).
     horizontal = _thin_part(faint & long_rows, _run_lengths((faint & ~vertical).T).T)
-    vertical = _thin_part(faint & long_cols, _run_lengths(faint & ~horizontal), faint & ~horizontal)
+    thickness_cols = _run_lengths(faint & ~horizontal)
+    vertical = _thin_part(faint & long_cols, thickness_cols, faint & ~horizontal)
+    vertical = _without_free_strokes(vertical, along_cols, thickness_cols, horizontal, digit_height)
     return mask & ~horizontal & ~vertical
+
+
+def _without_free_strokes(
+    vertical: np.ndarray,
+    along_cols: np.ndarray,
+    thickness: np.ndarray,
+    horizontal: np.ndarray,
+    digit_height: float,
+) -> np.ndarray:
+    """The vertical lines `vertical` (h, w) bool without the runs that stand free: (h, w) bool.
+
+    A box's side meets the box's top and bottom, and squared paper's lines cross each other, while a '1'
+    taller than its neighbours (in a box, or under a rule) is long enough to look like a side but touches
+    no horizontal line (`horizontal` (h, w) bool), is not much taller than a digit (`along_cols`, the
+    vertical runs' lengths; `LINE_FREE`) and is drawn with a pen, wider than the printed lines
+    (`thickness`, the ink's width across each run; `LINE_SPREAD`). A margin line is longer; a piece of a
+    faint line the threshold broke is as thin as the rest of it.
+    """
+    labels, _, areas = _components(vertical)
+    if not areas.size:
+        return vertical
+    near_horizontal = (
+        np.asarray(Image.fromarray(horizontal.astype(np.uint8) * 255).filter(ImageFilter.MaxFilter(3))) > 0
+    )  # (h, w): on a horizontal line or beside it
+    touching = np.bincount(labels[near_horizontal & vertical], minlength=areas.size + 1)[1:] > 0  # (n,)
+    lengths = np.zeros(areas.size + 1, np.int64)
+    np.maximum.at(lengths, labels[vertical], along_cols[vertical])  # (n + 1,) each run's length
+    widths = np.bincount(labels[vertical], weights=thickness[vertical], minlength=areas.size + 1)[1:] / areas
+    line_width = float(np.median(thickness[vertical]))
+    free = ~touching & (lengths[1:] < LINE_FREE * digit_height) & (widths >= LINE_SPREAD * line_width)
+    return vertical & ~np.concatenate([[False], free])[labels]
 
 
 def _thin_part(line: np.ndarray, thickness: np.ndarray, strokes: np.ndarray | None = None) -> np.ndarray:
