@@ -283,6 +283,22 @@ def test_a_tall_one_in_a_comb_field_is_a_digit_not_a_box_side(seed):
         assert cx <= x + width / 2 <= cx + cw and cy <= y + height / 2 <= cy + ch, (crop.box, (x, y))
 
 
+def test_a_crop_keeps_the_faint_ink_joined_to_its_digit_and_nothing_else():
+    """A stroke pressed lightly falls under the threshold that separates digits. Joined to the digit's own
+    ink within its box, it is part of the crop; faint ink apart from it and a neighbour's ink are not."""
+    flat = np.ones((40, 40), np.float32)  # the paper ~1, ink darker
+    labels = np.zeros((40, 40), np.int32)
+    labels[5:35, 10:13] = 1  # the digit's thresholded stroke: its component 0
+    labels[30:35, 27:30] = 2  # a neighbour's, reaching into its box
+    faint = np.zeros((40, 40), bool)
+    faint[5:8, 13:30] = True  # a bar pressed lightly, joined to the stroke
+    faint[20:23, 20:24] = True  # a faint speck apart from it
+    flat[labels > 0], flat[faint] = 0.1, 0.6
+    crop = segment._crop(flat, labels, faint | (labels > 0), np.array([0]), (10, 5, 30, 35))
+    assert (crop == round(0.6 * 255)).sum() == 3 * 17  # the bar, not the speck
+    assert (crop == round(0.1 * 255)).sum() == 30 * 3  # the stroke, not the neighbour
+
+
 def test_a_photo_of_lines_alone_reads_as_empty_text():
     rng = np.random.default_rng(25)
     gray = np.asarray(blank_photo(240, 400, rng).convert("L")).copy()

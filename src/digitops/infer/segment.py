@@ -18,7 +18,8 @@ stays small):
    comma or dash beside it); specks, faint stains, paper-edge artefacts and flat marks (dashes, equals
    signs) are dropped;
 6. the digits are grouped into lines (each digit joins the line whose last digit sits at its height, which
-   tolerates a slightly rotated photo) and ordered top to bottom, left to right;
+   tolerates a slightly rotated photo) and ordered top to bottom, left to right; each digit's crop also
+   holds the faint ink joined to it in its box (a stroke pressed lightly, under the threshold of step 3);
 7. a photo cropped as tight as its writing (`_tight_margin`) is surrounded by paper and analysed again,
    so that the digits touching its sides are not taken for the paper's edge or the desk.
 
@@ -242,7 +243,9 @@ def _analyse(gray: np.ndarray) -> _Analysis:
     flat = np.clip(relative, 0.0, 1.0)
     floor = np.maximum(MIN_INK, NOISE_SIGMAS * _noise_sigma(ink))  # (h, w): more where the light is dim
     mask = (ink > floor) & (ink > INK_FRACTION * _local_max(ink))  # (h, w) bool
-    mask = _without_lines(mask, ink > floor)
+    lines = _line_pixels(mask, ink > floor)
+    mask &= ~lines
+    weak = (ink > floor) & ~lines  # (h, w): ink above the noise, however faint beside the strongest
     labels, boxes, areas = _components(mask)
     ink_sums = np.bincount(labels.ravel(), weights=ink.ravel(), minlength=len(areas) + 1)[1:]  # (n,)
     desk = _upsample(_desk_cells(gray, brightness_cells), gray.shape) > 0.5  # (h, w) bool
@@ -252,7 +255,7 @@ def _analyse(gray: np.ndarray) -> _Analysis:
     for line_number, line in enumerate(_reading_order([_union(boxes[g]) for g in groups])):
         for index in line:
             box = _union(boxes[groups[index]])
-            found.append((box, _crop(flat, labels, groups[index], box), line_number))
+            found.append((box, _crop(flat, labels, weak, groups[index], box), line_number))
     kept = np.array([box for box, _, _ in found], np.int64).reshape(-1, 4)  # (d, 4)
     darkness = np.clip(1.0 - relative, 0.0, 1.0)
     return _Analysis(found, _tight_margin(boxes, areas, kept, mask.shape), darkness, floor)
@@ -820,7 +823,12 @@ def _components(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _without_lines(mask: np.ndarray, faint: np.ndarray | None = None) -> np.ndarray:
-    """The ink without long thin lines (underlines, ruled lines, the edges of printed boxes): (h, w) bool.
+    """The ink without long thin lines (`_line_pixels`): (h, w) bool."""
+    return mask & ~_line_pixels(mask, faint)
+
+
+def _line_pixels(mask: np.ndarray, faint: np.ndarray | None = None) -> np.ndarray:
+    """The long thin lines (underlines, ruled lines, the edges of printed boxes) of the ink: (h, w) bool.
 
     A line is a run of ink along a row (column), allowing a slight slope, much longer than a digit is wide
     (tall); its pixels are removed where the ink across the run is about as thin as the line itself, so
@@ -834,7 +842,7 @@ def _without_lines(mask: np.ndarray, faint: np.ndarray | None = None) -> np.ndar
     lines, while at the noise floor it is whole. What is removed is still taken from `mask`.
     """
     if not mask.any():
-        return mask
+        return np.zeros_like(mask)
     gap = round(LINE_GAP * max(mask.shape))
     if faint is None:
         faint = mask
@@ -858,7 +866,7 @@ def _without_lines(mask: np.ndarray, faint: np.ndarray | None = None) -> np.ndar
     _, boxes, areas = _components(mask & ~horizontal & ~vertical)
     digit_height = _typical_height(boxes, areas, mask.shape)
     if digit_height is None:
-        return mask & ~horizontal & ~vertical
+        return horizontal | vertical
     long_rows = along_rows >= LINE_LENGTH * digit_height
     long_cols = along_cols >= LINE_HEIGHT * digit_height
     horizontal = _thin_part(faint & long_rows, thickness_rows)
@@ -869,7 +877,7 @@ def _without_lines(mask: np.ndarray, faint: np.ndarray | None = None) -> np.ndar
     thickness_cols = _run_lengths(faint & ~horizontal)
     vertical = _thin_part(faint & long_cols, thickness_cols, faint & ~horizontal)
     vertical = _without_free_strokes(vertical, along_cols, thickness_cols, horizontal, digit_height)
-    return mask & ~horizontal & ~vertical
+    return horizontal | vertical
 
 
 def _without_free_strokes(
@@ -1241,9 +1249,17 @@ def _to_original(
 
 
 def _crop(
-    flat: np.ndarray, labels: np.ndarray, group: np.ndarray, box: tuple[int, int, int, int]
+    flat: np.ndarray,
+    labels: np.ndarray,
+    weak: np.ndarray,
+    group: np.ndarray,
+    box: tuple[int, int, int, int],
 ) -> np.ndarray:
     """The digit's pixels, dark ink on white, everything else (neighbours, specks) blanked out to paper.
+
+    Its ink is its components' and the faint ink joined to them within the box (`weak` (h, w) bool, the
+    ink above the paper's noise): a stroke pressed lightly is fainter than the threshold that separates
+    digits, and without it a '0' pressed unevenly is an arc.
 
     The ink sits in the middle of a square of paper `CROP_PAPER` times its longer side: the normaliser
     takes the median pixel for the paper, so ink must cover less than half of the crop (a thick '1' fills
@@ -1253,7 +1269,12 @@ def _crop(
         (s, s) uint8.
     """
     x0, y0, x1, y1 = box
-    own = np.isin(labels[y0:y1, x0:x1], group + 1).astype(np.uint8) * 255  # this digit's thresholded ink
+    in_box = labels[y0:y1, x0:x1]
+    strong = np.isin(in_box, group + 1)  # this digit's thresholded ink
+    joined = cc3d.connected_components(
+        ((strong | weak[y0:y1, x0:x1]) & ((in_box == 0) | strong)).astype(np.uint8), connectivity=8
+    )
+    own = np.isin(joined, np.unique(joined[strong])).astype(np.uint8) * 255
     own = np.pad(own, 1)
     own = np.asarray(Image.fromarray(own).filter(ImageFilter.MaxFilter(3)))  # with its soft edges
     y0, x0, y1, x1 = y0 - 1, x0 - 1, y1 + 1, x1 + 1  # the box of `own`, one pixel larger all round
