@@ -299,6 +299,21 @@ def test_a_crop_keeps_the_faint_ink_joined_to_its_digit_and_nothing_else():
     assert (crop == round(0.1 * 255)).sum() == 30 * 3  # the stroke, not the neighbour
 
 
+def test_pieces_of_a_faint_printed_grid_are_not_digits():
+    """Squared paper printed faintly breaks, at the threshold, into pieces as tall as a digit and as thin as
+    a '1'. Less than half as dark as the digits, they are not read as a line of 1s."""
+    rng = np.random.default_rng(0)
+    page = np.full((200, 360), 215.0)
+    for position, label in enumerate([3, 1, 4, 7]):
+        ink = np.asarray(Image.fromarray(digit(label)).resize((60, 60), Image.Resampling.BILINEAR)) / 255
+        page[30:90, 40 + 70 * position : 100 + 70 * position] -= 170 * ink
+    for x in (60, 130, 200, 270):
+        page[120:170, x : x + 3] -= 170 * 0.4
+    page += rng.normal(0, 2, page.shape)
+    crops = find_digits(np.clip(page, 0, 255).astype(np.uint8))
+    assert [crop.box[1] < 100 for crop in crops] == [True] * 4, [crop.box for crop in crops]
+
+
 def test_a_photo_of_lines_alone_reads_as_empty_text():
     rng = np.random.default_rng(25)
     gray = np.asarray(blank_photo(240, 400, rng).convert("L")).copy()

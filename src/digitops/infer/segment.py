@@ -59,7 +59,9 @@ MIN_DIGIT_PIXELS = 12  # px at analysis scale
 MAX_COMPONENTS = 500  # the largest components considered (1 to 20 digits, a few pieces each)
 SPECK_HEIGHT = 0.4  # a group less tall than this fraction of the typical digit is a speck
 SPECK_AREA = 0.12  # a group that is not tall, with less ink than this fraction of a digit's, is a speck
-FAINT_INK = 0.4  # a group whose ink is fainter than this fraction of the digits' is a stain or a shadow
+FAINT_INK = (
+    0.5  # a group fainter than this fraction of the digits' ink: a stain, a shadow, a faint grid's piece
+)
 STACK_GAP = 0.3  # pieces this close vertically (fraction of the typical digit height) may be one digit
 STACK_OVERLAP = 0.2  # close pieces one above the other, sharing this much of the narrower's width: one digit
 NEST_OVERLAP = 0.5  # close pieces side by side, sharing this much of the narrower's width: one digit
