@@ -57,6 +57,14 @@ def assert_found(crops: list[DigitCrop], photo) -> None:
     assert [crop.line for crop in crops] == true_lines
 
 
+def assert_around_each_digit(crops: list[DigitCrop], photo) -> None:
+    """One crop per true digit, each around its digit's centre (a stub of a box's side may stay beside it)."""
+    assert len(crops) == len(photo.boxes), [crop.box for crop in crops]
+    for crop, (x, y, width, height) in zip(crops, photo.boxes, strict=True):
+        cx, cy, cw, ch = crop.box
+        assert cx <= x + width / 2 <= cx + cw and cy <= y + height / 2 <= cy + ch, (crop.box, (x, y))
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_finds_one_line_of_digits_in_reading_order(seed):
     photo = photo_of([[3, 1, 4, 1, 0, 2, 7]], seed, digit_height=50)
@@ -264,11 +272,7 @@ def test_an_underline_touching_the_digits_is_removed_and_they_are_found(seed):
 def test_the_printed_boxes_of_a_comb_field_no_longer_join_the_digits(seed):
     """One crop per digit, each holding its digit (a stub of a box's side may stay beside it)."""
     photo = condition_photo([[7, 2, 0, 4]], seed, boxed=True)
-    crops = find_digits(photo.image)
-    assert len(crops) == len(photo.boxes), [crop.box for crop in crops]
-    for crop, (x, y, width, height) in zip(crops, photo.boxes, strict=True):
-        cx, cy, cw, ch = crop.box
-        assert cx <= x + width / 2 <= cx + cw and cy <= y + height / 2 <= cy + ch, (crop.box, (x, y))
+    assert_around_each_digit(find_digits(photo.image), photo)
 
 
 @pytest.mark.parametrize("seed", [23, 26, 30, 41])
@@ -276,11 +280,7 @@ def test_a_tall_one_in_a_comb_field_is_a_digit_not_a_box_side(seed):
     """Drawn this size, the 1s outgrow the other digits by more than a box's side outgrows them; free of
     the box's top and bottom, and drawn wider than its lines, each is still found (fine pens aside)."""
     photo = condition_photo([[1, 2, 1, 0, 1]], seed, boxed=True)
-    crops = find_digits(photo.image)
-    assert len(crops) == len(photo.boxes), [crop.box for crop in crops]
-    for crop, (x, y, width, height) in zip(crops, photo.boxes, strict=True):
-        cx, cy, cw, ch = crop.box
-        assert cx <= x + width / 2 <= cx + cw and cy <= y + height / 2 <= cy + ch, (crop.box, (x, y))
+    assert_around_each_digit(find_digits(photo.image), photo)
 
 
 def test_a_crop_keeps_the_faint_ink_joined_to_its_digit_and_nothing_else():

@@ -59,9 +59,7 @@ MIN_DIGIT_PIXELS = 12  # px at analysis scale
 MAX_COMPONENTS = 500  # the largest components considered (1 to 20 digits, a few pieces each)
 SPECK_HEIGHT = 0.4  # a group less tall than this fraction of the typical digit is a speck
 SPECK_AREA = 0.12  # a group that is not tall, with less ink than this fraction of a digit's, is a speck
-FAINT_INK = (
-    0.5  # a group fainter than this fraction of the digits' ink: a stain, a shadow, a faint grid's piece
-)
+FAINT_INK = 0.5  # a group fainter than this fraction of the digits' ink: a stain, a shadow, faint print
 STACK_GAP = 0.3  # pieces this close vertically (fraction of the typical digit height) may be one digit
 STACK_OVERLAP = 0.2  # close pieces one above the other, sharing this much of the narrower's width: one digit
 NEST_OVERLAP = 0.5  # close pieces side by side, sharing this much of the narrower's width: one digit
@@ -76,7 +74,7 @@ TOUCH_GAP = 0.05  # a small group that is not short (a thin '1') joins a digit t
 LINE_SPAN = 0.3  # a horizontal run this fraction of the photo's width is a line (for a first digit height)
 LINE_LENGTH = 2.0  # a horizontal run this many digit heights long is a line (underline, rule, box edge)
 LINE_HEIGHT = 1.15  # a vertical run this many digit heights long is a line (a box's side, squared paper)
-LINE_FREE = 2.0  # a vertical line shorter than this many digit heights meets a horizontal one (a box's side)
+LINE_FREE = 2.0  # a vertical line shorter than this many digit heights must meet a horizontal one
 LINE_SPREAD = 1.5  # ... unless it stands free, this many times wider than the lines (a tall '1')
 LINE_SLOPES = (
     -0.03,
@@ -841,7 +839,7 @@ def _line_pixels(mask: np.ndarray, faint: np.ndarray | None = None) -> np.ndarra
 
     With `faint` (h, w) bool, the ink at the noise floor alone, runs are measured on it: beside dark digits
     the threshold keeps only pieces of a faint printed line (a box's side, squared paper), too short to be
-    lines, while at the noise floor it is whole. What is removed is still taken from `mask`.
+    lines, while at the noise floor it is whole. The caller takes the lines out of the ink.
     """
     if not mask.any():
         return np.zeros_like(mask)
