@@ -4,7 +4,7 @@ Digit images (white ink on black, e.g. MNIST or USPS test digits) are laid out i
 pen colour on a textured light paper, lit by a gradient and a soft shadow, slightly rotated, blurred, and
 compressed to JPEG, as a phone photo of a note would be. Everything depends only on the `rng` given.
 
-`Conditions` add what real scans of form fields and notes hold (issue 15): a crop as tight as the digits,
+`Conditions` add what real scans of form fields and notes hold: a crop as tight as the digits,
 separators written between and after them, underlines, ruled or boxed paper, a printed pattern, touching
 neighbours, pen pressure and perspective. With none of them the photo is the same, pixel for pixel, as
 before they existed: the conditions draw from their own generator, seeded from `rng` only when one is on.

@@ -22,7 +22,7 @@ lit by a gradient and a shadow, rotated, blurred and JPEG-compressed (`bench.pho
 `--digit-px` scales every photo down until its digits are that many pixels tall, as a coarse scan of a
 form writes them (the bench draws digits 24-110 px tall).
 
-`--conditions` (a comma-separated list of `CONDITIONS`, or `all`) runs the harder benchmark of issue 15
+`--conditions` (a comma-separated list of `CONDITIONS`, or `all`) runs the harder benchmark
 instead: `--photos` photos per condition, each one line of 3-8 digits written by one hand (all digits of a
 photo from one source: the MNIST, USPS, optdigits-orig `.windep` or bhmsds test digits, the last two
 continental in style), on a plain base (rotation within 1 degree, JPEG quality 80-95) with that condition

@@ -33,7 +33,7 @@ MISSING = "—"  # a figure that was not measured: never a made-up one
 
 # Thresholds of the known limitations: what the evaluation must show for the card to say it in words.
 ROBUSTNESS_DROP = 0.05  # a perturbation costing more accuracy than this is named
-ECE_LIMIT = 0.01  # the calibration target of issue 18: a source above it is named
+ECE_LIMIT = 0.01  # the calibration target: a source above it is named
 SMALL_TEST_SET = 1000  # a source with fewer test digits: one digit moves its accuracy by 0.1 pp or more
 CONFUSIONS_NAMED = 3  # the most frequent confusions named in words (the table lists them all)
 
