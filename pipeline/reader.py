@@ -88,28 +88,28 @@ def main() -> None:
         candidate_reader = Reader(onnx_path)
         candidate = score_lines(candidate_reader, test)
         champion = champion_reader(settings.registered_model, Path(scratch))
-        champion_model = Reader(champion.model) if champion else None
         champion_score, on_its_lines, comparisons = None, None, []
         if champion:
+            champion_model = Reader(champion.model)
             champion_score = score_lines(champion_model, test)
             comparisons.append(
                 LineScores(
                     "the candidate's test lines", candidate["line_accuracy"], champion_score["line_accuracy"]
                 )
             )
-        its_lines = kept_test_lines(champion.run_id, Path(scratch) / "lines") if champion else None
-        if its_lines is not None:  # the lines the champion was judged on
-            on_its_lines = {
-                "candidate": score_lines(candidate_reader, its_lines),
-                "champion": score_lines(champion_model, its_lines),
-            }
-            comparisons.append(
-                LineScores(
-                    f"version {champion.version}'s test lines",
-                    on_its_lines["candidate"]["line_accuracy"],
-                    on_its_lines["champion"]["line_accuracy"],
+            its_lines = kept_test_lines(champion.run_id, Path(scratch) / "lines")
+            if its_lines is not None:  # the lines the champion was judged on
+                on_its_lines = {
+                    "candidate": score_lines(candidate_reader, its_lines),
+                    "champion": score_lines(champion_model, its_lines),
+                }
+                comparisons.append(
+                    LineScores(
+                        f"version {champion.version}'s test lines",
+                        on_its_lines["candidate"]["line_accuracy"],
+                        on_its_lines["champion"]["line_accuracy"],
+                    )
                 )
-            )
         model_uri = log_reader(onnx_path)
         log_test_lines(test)
         decision = register_and_gate(

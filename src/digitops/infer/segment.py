@@ -11,7 +11,7 @@ stays small):
    JPEG noise give no ink);
 4. long thin lines (underlines, ruled lines, the sides of printed boxes; a faint one the threshold broke
    into dashes or pieces too, measured on the ink at the noise floor alone) are taken out of the ink, so
-   that digits touching them come apart (`_without_lines`); a '1' taller than its neighbours, free of any
+   that digits touching them come apart (`_line_pixels`); a '1' taller than its neighbours, free of any
    horizontal line and wider than the printed ones, stays;
 5. connected components (cc3d); the pieces of a broken stroke are merged (stacked like the bar and body of
    a '5', overlapping like the arm and upright of a '4', or a small bit close to a digit, but not a dot,
@@ -242,10 +242,11 @@ def _analyse(gray: np.ndarray) -> _Analysis:
     ink = _mean3(1.0 - relative)  # (h, w), paper ~0; averaged over 3x3 to quieten grain and sensor noise
     flat = np.clip(relative, 0.0, 1.0)
     floor = np.maximum(MIN_INK, NOISE_SIGMAS * _noise_sigma(ink))  # (h, w): more where the light is dim
-    mask = (ink > floor) & (ink > INK_FRACTION * _local_max(ink))  # (h, w) bool
-    lines = _line_pixels(mask, ink > floor)
+    above_noise = ink > floor  # (h, w) bool
+    mask = above_noise & (ink > INK_FRACTION * _local_max(ink))  # (h, w) bool
+    lines = _line_pixels(mask, above_noise)
     mask &= ~lines
-    weak = (ink > floor) & ~lines  # (h, w): ink above the noise, however faint beside the strongest
+    weak = above_noise & ~lines  # (h, w): ink above the noise, however faint beside the strongest
     labels, boxes, areas = _components(mask)
     ink_sums = np.bincount(labels.ravel(), weights=ink.ravel(), minlength=len(areas) + 1)[1:]  # (n,)
     desk = _upsample(_desk_cells(gray, brightness_cells), gray.shape) > 0.5  # (h, w) bool
@@ -820,11 +821,6 @@ def _components(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     )
     areas = np.asarray(stats["voxel_counts"][1:], dtype=np.int64)
     return labels, boxes, areas
-
-
-def _without_lines(mask: np.ndarray, faint: np.ndarray | None = None) -> np.ndarray:
-    """The ink without long thin lines (`_line_pixels`): (h, w) bool."""
-    return mask & ~_line_pixels(mask, faint)
 
 
 def _line_pixels(mask: np.ndarray, faint: np.ndarray | None = None) -> np.ndarray:
