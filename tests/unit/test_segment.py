@@ -693,3 +693,54 @@ def test_box_sides_the_threshold_broke_beside_dark_digits_are_taken_out(measured
     sides_left = sum(int(cleaned[:, x : x + 3].sum()) for x in (20, 110, 200, 290, 380))
     assert cleaned[55:155].sum() >= 0.95 * (mask[55:155].sum() - 5 * 3 * 60)  # the digits keep their ink
     assert (sides_left < 20) if measured_on_faint_ink else (sides_left > 200)
+
+
+def fine_digit(label: int, height: int) -> np.ndarray:
+    """A digit drawn with a fine pen, its ink `height` px tall: (height, w) bool."""
+    ink = draw_strokes(STROKES[label], width=8) > 0
+    rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
+    ink = ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    size = (max(3, round(ink.shape[1] * height / ink.shape[0])), height)
+    return (
+        np.asarray(Image.fromarray(ink.astype(np.uint8) * 255).resize(size, Image.Resampling.BILINEAR)) > 127
+    )
+
+
+def test_box_sides_no_taller_and_no_thicker_than_the_digits_are_taken_out():
+    """A comb field's boxes little taller than its digits, printed as thick as a fine pen writes: its sides
+    are too short to be lines and too thin to tell from a '1' by their width, but each runs from the box's
+    top edge to its bottom edge. They go; the digits keep their ink: a '1' free of the edges, and a '0'
+    touching a side."""
+    mask = np.zeros((200, 400), bool)
+    mask[40:43, 20:383] = mask[150:153, 20:383] = True  # the field's top and bottom: 113 px apart
+    sides = (20, 110, 200, 290, 380)
+    for x in sides:
+        mask[40:153, x : x + 3] = True
+    digits = np.zeros_like(mask)
+    for side, label in zip(sides, [3, 1, 7, 0], strict=False):  # 100 px tall, in the middle of each box
+        ink = fine_digit(label, 100)
+        left = side + 3 + (87 - ink.shape[1]) // 2 if label else side + 90 - ink.shape[1]  # '0': at the side
+        digits[46:146, left : left + ink.shape[1]] |= ink
+    mask |= digits
+    cleaned = mask & ~segment._line_pixels(mask)
+    assert all(cleaned[43:150, x : x + 3].sum() <= 3 for x in sides[:-1]), "a side stays"
+    assert (cleaned | ~digits)[:, 110:200].all()  # the '1' keeps all its ink
+    assert (digits & ~cleaned).sum() <= 0.01 * digits.sum()  # the '0' may lose where it merges with a side
+
+
+def test_a_stroke_between_two_lines_of_squared_paper_is_not_a_box_side():
+    """On squared paper a '1' may run from one line of the grid to the next, as a box's side does; but the
+    grid's lines run on past them, and the '1' stays."""
+    mask = np.zeros((350, 500), bool)
+    for position in range(30, 350, 80):
+        mask[position : position + 2, :] = True  # the grid: 2 px lines every 80 px
+    for position in range(30, 500, 80):
+        mask[:, position : position + 2] = True
+    digits = np.zeros_like(mask)
+    digits[112:190, 130:133] = True  # a '1' from the line at row 110 to the one at row 190
+    for left in (160, 280):  # two '0's, a little taller than it
+        digits[113:188, left : left + 50] = True
+        digits[117:184, left + 4 : left + 46] = False
+    mask |= digits
+    cleaned = mask & ~segment._line_pixels(mask)
+    assert cleaned[112:190, 130:133].all()

@@ -12,7 +12,8 @@ stays small):
 4. long thin lines (underlines, ruled lines, the sides of printed boxes; a faint one the threshold broke
    into dashes or pieces too, measured on the ink at the noise floor alone) are taken out of the ink, so
    that digits touching them come apart (`_line_pixels`); a '1' taller than its neighbours, free of any
-   horizontal line and wider than the printed ones, stays;
+   horizontal line and wider than the printed ones, stays; the sides of boxes no taller than the digits
+   go too, each running from its box's top edge to its bottom edge (`_box_sides`);
 5. connected components (cc3d); the pieces of a broken stroke are merged (stacked like the bar and body of
    a '5', overlapping like the arm and upright of a '4', or a small bit close to a digit, but not a dot,
    comma or dash beside it); specks, faint stains, paper-edge artefacts and flat marks (dashes, equals
@@ -74,6 +75,7 @@ TOUCH_GAP = 0.05  # a small group that is not short (a thin '1') joins a digit t
 LINE_SPAN = 0.3  # a horizontal run this fraction of the photo's width is a line (for a first digit height)
 LINE_LENGTH = 2.0  # a horizontal run this many digit heights long is a line (underline, rule, box edge)
 LINE_HEIGHT = 1.15  # a vertical run this many digit heights long is a line (a box's side, squared paper)
+SIDE_LENGTH = 0.6  # a vertical run between two horizontal lines, this many digit heights long, is a side
 LINE_FREE = 2.0  # a vertical line shorter than this many digit heights must meet a horizontal one
 LINE_SPREAD = 1.5  # ... unless it stands free, this many times wider than the lines (a tall '1')
 LINE_SLOPES = (
@@ -873,7 +875,50 @@ def _line_pixels(mask: np.ndarray, faint: np.ndarray | None = None) -> np.ndarra
     thickness_cols = _run_lengths(faint & ~horizontal)
     vertical = _thin_part(faint & long_cols, thickness_cols, faint & ~horizontal)
     vertical = _without_free_strokes(vertical, along_cols, thickness_cols, horizontal, digit_height)
-    return horizontal | vertical
+    if (along_cols[vertical] >= LINE_FREE * digit_height).any():
+        # Lines of squared paper (or a margin) run on past the horizontal ones: the runs between two of
+        # those are strokes written over the grid, not the sides of boxes.
+        return horizontal | vertical
+    return horizontal | vertical | _box_sides(faint & ~vertical, horizontal, digit_height)
+
+
+def _box_sides(ink: np.ndarray, horizontal: np.ndarray, digit_height: float) -> np.ndarray:
+    """The sides of printed boxes too short to be found as lines: (h, w) bool.
+
+    A comb field's boxes are little taller than the digits written in them, so their sides are no longer
+    than a tall digit, and a fine pen draws its strokes as thin as the print: neither length nor width
+    tells a side from a '1'. Its place does: a side runs from the box's top edge down to its bottom edge.
+    A vertical run of `ink` (h, w) bool that starts on a horizontal line (`horizontal` (h, w) bool) and
+    ends on another, at least `SIDE_LENGTH` digit heights below, is a side, however short; its pixels go
+    where the ink across is no thicker than the box's edges (a digit touching a side keeps its stroke). A
+    '1' that fills its box from edge to edge goes with the sides; one that does not stays.
+    """
+    if not horizontal.any():
+        return np.zeros_like(ink)
+    height, width = ink.shape
+    # A side a pixel wide steps sideways on a photo turned a little: widened by a pixel, its run goes on.
+    widened = ink.copy()
+    widened[:, 1:] |= ink[:, :-1]
+    widened[:, :-1] |= ink[:, 1:]
+    widened |= horizontal
+    rows = np.arange(height)[:, None]
+    top = np.maximum.accumulate(np.where(widened, -1, rows), axis=0) + 1  # (h, w): first row of each run
+    bottom = np.minimum.accumulate(np.where(widened, height, rows)[::-1], axis=0)[::-1] - 1  # its last
+    # Where a side meets an edge the edge is thick across (its side goes on below it), so it was not
+    # taken for line there: the edge is looked for beside the run, as far as a side is wide.
+    line_width = float(np.median(_run_lengths(horizontal.T).T[horizontal]))
+    edge = _any_within(horizontal, round(2 * line_width) + 1)
+    edge[1:] |= edge[:-1].copy()
+    edge[:-1] |= edge[1:].copy()
+    columns = np.arange(width)[None, :]
+    between = ink & ~horizontal
+    runs = (
+        between
+        & (bottom - top + 1 >= SIDE_LENGTH * digit_height)
+        & edge[top.clip(0, height - 1), columns]
+        & edge[bottom.clip(0, height - 1), columns]
+    )
+    return runs & (_run_lengths(between) <= LINE_THICKNESS * line_width + 1)
 
 
 def _without_free_strokes(
@@ -955,15 +1000,17 @@ def _bridged(mask: np.ndarray, gap: int) -> np.ndarray:
     if gap <= 0:
         return mask
     reach = (gap + 1) // 2
-    window = 2 * reach + 1
-
-    def any_within(values: np.ndarray) -> np.ndarray:  # (h, w): some True pixel within reach along the row
-        sums = np.cumsum(np.pad(values, ((0, 0), (reach + 1, reach))).astype(np.int32), axis=1)
-        return sums[:, window:] - sums[:, :-window] > 0
-
     # Dilate, then erode (a pixel stays if no gap pixel of the dilated mask is within reach; beyond the
     # sides counts as ink, so that a line's ends stay).
-    return ~any_within(~any_within(mask))
+    return ~_any_within(~_any_within(mask, reach), reach)
+
+
+def _any_within(mask: np.ndarray, reach: int) -> np.ndarray:
+    """Whether some pixel of `mask` (h, w) bool lies within `reach` pixels along the row: (h, w) bool, a
+    dilation along the rows."""
+    window = 2 * reach + 1
+    sums = np.cumsum(np.pad(mask, ((0, 0), (reach + 1, reach))).astype(np.int32), axis=1)
+    return sums[:, window:] - sums[:, :-window] > 0
 
 
 def _run_lengths(mask: np.ndarray) -> np.ndarray:
