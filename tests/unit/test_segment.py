@@ -744,3 +744,15 @@ def test_a_stroke_between_two_lines_of_squared_paper_is_not_a_box_side():
     mask |= digits
     cleaned = mask & ~segment._line_pixels(mask)
     assert cleaned[112:190, 130:133].all()
+
+
+def test_a_tall_thin_one_on_paper_without_printed_lines_is_a_digit():
+    """A '1' a third taller than its neighbours and thinner than their strokes is long and thin enough to
+    look like a printed line; with no printed line in the photo to compare it with, it is a stroke."""
+    mask = np.zeros((200, 400), bool)
+    for left in (40, 200, 280):  # three '0's 60 px tall, drawn with a broad pen
+        mask[70:130, left : left + 44] = True
+        mask[78:122, left + 8 : left + 36] = False
+    mask[58:138, 140:143] = True  # a '1' 80 px tall
+    cleaned = mask & ~segment._line_pixels(mask)
+    assert cleaned[58:138, 140:143].all()

@@ -933,9 +933,10 @@ def _without_free_strokes(
     A box's side meets the box's top and bottom, and squared paper's lines cross each other, while a '1'
     taller than its neighbours (in a box, or under a rule) is long enough to look like a side but touches
     no horizontal line (`horizontal` (h, w) bool), is not much taller than a digit (`along_cols`, the
-    vertical runs' lengths; `LINE_FREE`) and is drawn with a pen, wider than the printed lines
-    (`thickness`, the ink's width across each run; `LINE_SPREAD`). A margin line is longer; a piece of a
-    faint line the threshold broke is as thin as the rest of it.
+    vertical runs' lengths; `LINE_FREE`) and, where printed lines are about, is drawn with a pen, wider
+    than they are (`thickness`, the ink's width across each run; `LINE_SPREAD`). A margin line is longer;
+    a piece of a faint line the threshold broke is as thin as the rest of it. On paper without horizontal
+    lines, a short run free of everything is a stroke, however thin.
     """
     labels, _, areas = _components(vertical)
     if not areas.size:
@@ -947,8 +948,9 @@ def _without_free_strokes(
     lengths = np.zeros(areas.size + 1, np.int64)
     np.maximum.at(lengths, labels[vertical], along_cols[vertical])  # (n + 1,) each run's length
     widths = np.bincount(labels[vertical], weights=thickness[vertical], minlength=areas.size + 1)[1:] / areas
-    line_width = float(np.median(thickness[vertical]))
-    free = ~touching & (lengths[1:] < LINE_FREE * digit_height) & (widths >= LINE_SPREAD * line_width)
+    free = ~touching & (lengths[1:] < LINE_FREE * digit_height)
+    if horizontal.any():  # among printed lines, a run drawn no wider than they are may be a piece of one
+        free &= widths >= LINE_SPREAD * float(np.median(thickness[vertical]))
     return vertical & ~np.concatenate([[False], free])[labels]
 
 
