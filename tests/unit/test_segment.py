@@ -756,3 +756,34 @@ def test_a_tall_thin_one_on_paper_without_printed_lines_is_a_digit():
     mask[58:138, 140:143] = True  # a '1' 80 px tall
     cleaned = mask & ~segment._line_pixels(mask)
     assert cleaned[58:138, 140:143].all()
+
+
+def test_a_box_printed_too_faint_to_be_ink_is_still_taken_out_of_the_digits_it_touches():
+    """Printed unevenly, a comb field's lines are ink to the threshold only in pieces, too short to be
+    lines, which join the digits they touch. Measured on the ink fainter than a digit's, they are whole
+    lines; the digits come out without them."""
+    rng = np.random.default_rng(0)
+    darkness = np.zeros((200, 400))
+    for row in (40, 150):
+        darkness[row : row + 3, 20:383] = 0.1
+    sides = (20, 110, 200, 290, 380)
+    for x in sides:
+        darkness[40:153, x : x + 3] = 0.1
+    pieces = (np.arange(400) // 12) % 2 == 0  # every other 12 px printed darker: ink to the threshold
+    darkness[:, pieces] *= 2
+    true_boxes = []
+    for side, label in zip(sides, [3, 1, 7, 0], strict=False):  # pencil-light, each touching its box's left
+        ink = fine_digit(label, 100)
+        darkness[46:146, side + 3 : side + 3 + ink.shape[1]] = np.maximum(
+            darkness[46:146, side + 3 : side + 3 + ink.shape[1]], 0.4 * ink
+        )
+        true_boxes.append((side + 3, 46, ink.shape[1], 100))
+    page = 215 * (1 - darkness) + rng.normal(0, 1, darkness.shape)
+    crops = find_digits(np.clip(page, 0, 255).astype(np.uint8))
+    assert len(crops) == 4, [crop.box for crop in crops]
+    for crop, (x, y, width, height) in zip(crops, true_boxes, strict=True):
+        cx, cy, cw, ch = crop.box
+        assert cx >= x - 2 and cy >= y - 2 and cx + cw <= x + width + 2 and cy + ch <= y + height + 2, (
+            crop.box,
+            (x, y, width, height),
+        )

@@ -10,7 +10,7 @@ stays small):
    by `MIN_INK`, and by `NOISE_SIGMAS` times the paper's local noise (so that blank paper, its texture and
    JPEG noise give no ink);
 4. long thin lines (underlines, ruled lines, the sides of printed boxes; a faint one the threshold broke
-   into dashes or pieces too, measured on the ink at the noise floor alone) are taken out of the ink, so
+   into dashes or pieces too, measured on ink as light as print, `LINE_INK`) are taken out of the ink, so
    that digits touching them come apart (`_line_pixels`); a '1' taller than its neighbours, free of any
    horizontal line and wider than the printed ones, stays; the sides of boxes no taller than the digits
    go too, each running from its box's top edge to its bottom edge (`_box_sides`);
@@ -49,6 +49,7 @@ ANALYSIS_DIGIT = 32  # ... until they are this tall (within MAX_ANALYSIS_SIDE)
 BACKGROUND_GRID = 64  # cells along the long side for the paper's brightness
 BACKGROUND_WINDOW = 15  # cells (odd): wider than a pen stroke, about a quarter of the photo
 MIN_INK = 0.12  # darker than the paper by at least this fraction to be ink
+LINE_INK = 0.09  # lines are measured on ink this dark: light print is ink only in pieces at MIN_INK
 NOISE_SIGMAS = 5.0  # ink is also darker than the paper by this many standard deviations of its noise
 INK_FRACTION = 0.45  # ink is also darker than the paper by this fraction of the strongest ink nearby
 FRAME_SIZE = 2.0  # a group at the photo's side, longer than this many digit heights, is the paper's edge
@@ -243,10 +244,11 @@ def _analyse(gray: np.ndarray) -> _Analysis:
     relative = gray / _upsample(brightness_cells, gray.shape)  # (h, w): paper ~1, ink darker
     ink = _mean3(1.0 - relative)  # (h, w), paper ~0; averaged over 3x3 to quieten grain and sensor noise
     flat = np.clip(relative, 0.0, 1.0)
-    floor = np.maximum(MIN_INK, NOISE_SIGMAS * _noise_sigma(ink))  # (h, w): more where the light is dim
+    noise = NOISE_SIGMAS * _noise_sigma(ink)  # (h, w): more where the light is dim
+    floor = np.maximum(MIN_INK, noise)
     above_noise = ink > floor  # (h, w) bool
     mask = above_noise & (ink > INK_FRACTION * _local_max(ink))  # (h, w) bool
-    lines = _line_pixels(mask, above_noise)
+    lines = _line_pixels(mask, ink > np.maximum(LINE_INK, noise))
     mask &= ~lines
     weak = above_noise & ~lines  # (h, w): ink above the noise, however faint beside the strongest
     labels, boxes, areas = _components(mask)
@@ -835,9 +837,10 @@ def _line_pixels(mask: np.ndarray, faint: np.ndarray | None = None) -> np.ndarra
     good part of the photo (a rule, an underline, a comb field), and the digits found then give the height
     for the second.
 
-    With `faint` (h, w) bool, the ink at the noise floor alone, runs are measured on it: beside dark digits
-    the threshold keeps only pieces of a faint printed line (a box's side, squared paper), too short to be
-    lines, while at the noise floor it is whole. The caller takes the lines out of the ink.
+    With `faint` (h, w) bool, ink as light as print (above the noise and `LINE_INK`), runs are measured on
+    it: beside dark digits, or printed unevenly, a light line (a box's side, squared paper) is ink to the
+    threshold only in pieces, too short to be lines, while on `faint` it is whole. The caller takes the
+    lines out of the ink.
     """
     if not mask.any():
         return np.zeros_like(mask)
