@@ -900,19 +900,14 @@ def _box_sides(ink: np.ndarray, horizontal: np.ndarray, digit_height: float) -> 
         return np.zeros_like(ink)
     height, width = ink.shape
     # A side a pixel wide steps sideways on a photo turned a little: widened by a pixel, its run goes on.
-    widened = ink.copy()
-    widened[:, 1:] |= ink[:, :-1]
-    widened[:, :-1] |= ink[:, 1:]
-    widened |= horizontal
+    widened = _any_within(ink, 1) | horizontal
     rows = np.arange(height)[:, None]
     top = np.maximum.accumulate(np.where(widened, -1, rows), axis=0) + 1  # (h, w): first row of each run
     bottom = np.minimum.accumulate(np.where(widened, height, rows)[::-1], axis=0)[::-1] - 1  # its last
     # Where a side meets an edge the edge is thick across (its side goes on below it), so it was not
     # taken for a line there: the edge is looked for beside the run, as far as a side is wide.
     line_width = float(np.median(_run_lengths(horizontal.T).T[horizontal]))
-    edge = _any_within(horizontal, round(2 * line_width) + 1)
-    edge[1:] |= edge[:-1].copy()
-    edge[:-1] |= edge[1:].copy()
+    edge = _any_within(_any_within(horizontal, round(2 * line_width) + 1).T, 1).T  # and a row either way
     columns = np.arange(width)[None, :]
     between = ink & ~horizontal
     runs = (
