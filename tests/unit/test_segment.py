@@ -706,24 +706,33 @@ def fine_digit(label: int, height: int) -> np.ndarray:
     )
 
 
+COMB_SIDES = (20, 110, 200, 290, 380)  # x of the sides of comb_field's four boxes
+
+
+def comb_field() -> np.ndarray:
+    """A comb field of four boxes, printed 3 px wide, on a (200, 400) page: (200, 400) bool. Its top and
+    bottom edges are 113 px apart (rows 40-152), its sides at `COMB_SIDES`."""
+    field = np.zeros((200, 400), bool)
+    field[40:43, 20:383] = field[150:153, 20:383] = True
+    for x in COMB_SIDES:
+        field[40:153, x : x + 3] = True
+    return field
+
+
 def test_box_sides_no_taller_and_no_thicker_than_the_digits_are_taken_out():
     """A comb field's boxes little taller than its digits, printed as thick as a fine pen writes: its sides
     are too short to be lines and too thin to tell from a '1' by their width, but each runs from the box's
     top edge to its bottom edge. They go; the digits keep their ink: a '1' free of the edges, and a '0'
     touching a side."""
-    mask = np.zeros((200, 400), bool)
-    mask[40:43, 20:383] = mask[150:153, 20:383] = True  # the field's top and bottom: 113 px apart
-    sides = (20, 110, 200, 290, 380)
-    for x in sides:
-        mask[40:153, x : x + 3] = True
+    mask = comb_field()
     digits = np.zeros_like(mask)
-    for side, label in zip(sides, [3, 1, 7, 0], strict=False):  # 100 px tall, in the middle of each box
+    for side, label in zip(COMB_SIDES, [3, 1, 7, 0], strict=False):  # 100 px tall, in the middle of each box
         ink = fine_digit(label, 100)
         left = side + 3 + (87 - ink.shape[1]) // 2 if label else side + 90 - ink.shape[1]  # '0': at the side
         digits[46:146, left : left + ink.shape[1]] |= ink
     mask |= digits
     cleaned = mask & ~segment._line_pixels(mask)
-    assert all(cleaned[43:150, x : x + 3].sum() <= 3 for x in sides[:-1]), "a side stays"
+    assert all(cleaned[43:150, x : x + 3].sum() <= 3 for x in COMB_SIDES[:-1]), "a side stays"
     assert (cleaned | ~digits)[:, 110:200].all()  # the '1' keeps all its ink
     assert (digits & ~cleaned).sum() <= 0.01 * digits.sum()  # the '0' may lose where it merges with a side
 
@@ -763,16 +772,11 @@ def test_a_box_printed_too_faint_to_be_ink_is_still_taken_out_of_the_digits_it_t
     lines, which join the digits they touch. Measured on the ink fainter than a digit's, they are whole
     lines; the digits come out without them."""
     rng = np.random.default_rng(0)
-    darkness = np.zeros((200, 400))
-    for row in (40, 150):
-        darkness[row : row + 3, 20:383] = 0.1
-    sides = (20, 110, 200, 290, 380)
-    for x in sides:
-        darkness[40:153, x : x + 3] = 0.1
+    darkness = 0.1 * comb_field()
     pieces = (np.arange(400) // 12) % 2 == 0  # every other 12 px printed darker: ink to the threshold
     darkness[:, pieces] *= 2
     true_boxes = []
-    for side, label in zip(sides, [3, 1, 7, 0], strict=False):  # pencil-light, each touching its box's left
+    for side, label in zip(COMB_SIDES, [3, 1, 7, 0], strict=False):  # pencil-light, touching the box's left
         ink = fine_digit(label, 100)
         darkness[46:146, side + 3 : side + 3 + ink.shape[1]] = np.maximum(
             darkness[46:146, side + 3 : side + 3 + ink.shape[1]], 0.4 * ink
