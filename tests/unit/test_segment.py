@@ -755,6 +755,29 @@ def test_a_stroke_between_two_lines_of_squared_paper_is_not_a_box_side():
     assert cleaned[112:190, 130:133].all()
 
 
+def test_the_lines_of_a_page_photographed_turned_are_taken_out():
+    """A page turned by 6 degrees has its ruled lines at a slope of 0.1, beyond the slopes along which
+    runs are followed; the page's tilt is found first, and the lines go while the digits between them
+    stay."""
+    mask = np.zeros((400, 600), bool)
+    columns = np.arange(600)
+    for start in range(40, 400, 70):  # ruled lines 2 px thick, rising 0.1 px per column
+        rows = start + np.round(0.1 * (columns - 300)).astype(int)
+        for thickness in range(2):
+            inside = (rows + thickness >= 0) & (rows + thickness < 400)
+            mask[rows[inside] + thickness, columns[inside]] = True
+    lines = mask.copy()
+    digits = np.zeros_like(mask)
+    for left in (200, 280, 360):  # three '0's just above the line that starts at row 250
+        bottom = 240 + round(0.1 * (left + 20 - 300))
+        digits[bottom - 60 : bottom, left : left + 40] = True
+        digits[bottom - 52 : bottom - 8, left + 6 : left + 34] = False
+    mask |= digits
+    cleaned = mask & ~segment._line_pixels(mask)
+    assert (cleaned & lines & ~digits).sum() <= 0.05 * (lines & ~digits).sum()  # fails before the tilt
+    assert (cleaned & digits).sum() >= 0.95 * digits.sum()
+
+
 def test_a_tall_thin_one_on_paper_without_printed_lines_is_a_digit():
     """A '1' a third taller than its neighbours and thinner than their strokes is long and thin enough to
     look like a printed line; with no printed line in the photo to compare it with, it is a stroke."""
