@@ -85,6 +85,7 @@ LINE_SLOPES = (
     0.03,
 )  # the slopes along which runs are followed (a line drawn or photographed askew), around the page's tilt
 PAGE_TILTS = (0.0, -0.06, 0.06, -0.09, 0.09, -0.12, 0.12)  # the tilts a page's lines are looked for at
+TILT_THIN = 5  # px: ink no thicker than this across may be a printed line, whose tilt is looked for
 TILT_GAIN = 1.5  # a tilt is the page's if its rows of thin ink are this much more peaked than level rows
 LINE_GAP = 0.01  # gaps along a line up to this fraction of the photo's long side are bridged (faint lines)
 LINE_HALO = 2  # px: faint ink this close to the ink is a stroke's soft edge, left out when lines are measured
@@ -855,10 +856,10 @@ def _line_pixels(mask: np.ndarray, faint: np.ndarray | None = None) -> np.ndarra
         )
         faint = mask | (faint & (np.asarray(near_ink) == 0))
         gap = max(gap, LINE_HALO)  # bridges the halo left out where a faint line meets the ink
-    along_rows = _sloped_run_lengths(faint, gap, _tilt(faint))  # (h, w)
-    along_cols = _sloped_run_lengths(faint.T, gap, _tilt(faint.T)).T
     thickness_rows = _run_lengths(faint.T).T  # (h, w): the vertical extent of the ink through each pixel
     thickness_cols = _run_lengths(faint)  # (h, w): its horizontal extent
+    along_rows = _sloped_run_lengths(faint, gap, _tilt(faint, thickness_rows))  # (h, w)
+    along_cols = _sloped_run_lengths(faint.T, gap, _tilt(faint.T, thickness_cols.T)).T
     height, width = mask.shape
     # Long for the photo and long for its own thickness: a digit's bar may cross a good part of a tight
     # crop, but it is not many strokes long.
@@ -972,9 +973,10 @@ def _thin_part(line: np.ndarray, thickness: np.ndarray, strokes: np.ndarray | No
     return line & (thickness <= LINE_THICKNESS * line_width + 1)
 
 
-def _tilt(mask: np.ndarray) -> float:
-    """The tilt (rise per column) of the printed lines along the rows of `mask` (h, w) bool: one of
-    `PAGE_TILTS`, 0 unless another is clearly the lines'.
+def _tilt(mask: np.ndarray, thickness: np.ndarray) -> float:
+    """The tilt (rise per column) of the printed lines along the rows of `mask` (h, w) bool, whose ink is
+    `thickness` (h, w) thick across (up and down the columns): one of `PAGE_TILTS`, 0 unless another is
+    clearly the lines'.
 
     A page photographed turned by a few degrees has its lines at a slope beyond `LINE_SLOPES`, where they
     are not found. Followed at every slope they could have, they are found, but so are strokes that lie
@@ -984,7 +986,7 @@ def _tilt(mask: np.ndarray) -> float:
     broad hump at any tilt. A tilt stands if its profile's sum of squares is `TILT_GAIN` times the level
     one's.
     """
-    ys, xs = np.nonzero(mask & (_run_lengths(mask.T).T <= 2 * LINE_HALO + 1))
+    ys, xs = np.nonzero(mask & (thickness <= TILT_THIN))
     if not ys.size:
         return 0.0
     width = mask.shape[1]
