@@ -998,19 +998,17 @@ def _tilt(mask: np.ndarray, thickness: np.ndarray) -> float:
     return PAGE_TILTS[best] if scores[best] > TILT_GAIN * scores[0] else 0.0
 
 
-def _sloped_run_lengths(
-    mask: np.ndarray, gap: int = 0, tilt: float = 0.0, slopes: tuple[float, ...] = LINE_SLOPES
-) -> np.ndarray:
+def _sloped_run_lengths(mask: np.ndarray, gap: int = 0, tilt: float = 0.0) -> np.ndarray:
     """The longest run along a row, or along a slightly sloping line (`LINE_SLOPES`), through each pixel of
     `mask` (h, w): (h, w) int, 0 off the ink. The ink is dilated by a pixel across the run, so that a line
     between two slopes, drawn as steps, is one run; and gaps of up to `gap` pixels along it are bridged, so
-    that a faint printed line the threshold broke into dashes is one run too. The slopes are `slopes`
-    around the page's `tilt` (`_tilt`)."""
+    that a faint printed line the threshold broke into dashes is one run too. The slopes are taken around
+    the page's `tilt` (`_tilt`)."""
     height, width = mask.shape
     dilated = mask.copy()
     dilated[1:] |= mask[:-1]
     dilated[:-1] |= mask[1:]
-    slopes = tuple(tilt + slope for slope in slopes)
+    slopes = tuple(tilt + slope for slope in LINE_SLOPES)
     pad = int(np.ceil(max(abs(slope) for slope in slopes) * width)) + 1
     padded = np.pad(dilated, ((pad, pad), (0, 0)))
     columns = np.arange(width)
