@@ -275,6 +275,14 @@ def test_the_printed_boxes_of_a_comb_field_no_longer_join_the_digits(seed):
     assert_around_each_digit(find_digits(photo.image), photo)
 
 
+@pytest.mark.parametrize("seed", [30, 128, 200, 250])
+def test_a_printed_security_pattern_no_longer_joins_the_digits(seed):
+    """Dots, waves or hatching printed over the paper: one crop per digit, around it, however the pattern
+    runs through the strokes."""
+    photo = condition_photo([[3, 1, 4, 0, 2]], seed, pattern=True)
+    assert_found(find_digits(photo.image), photo)
+
+
 @pytest.mark.parametrize("seed", [23, 26, 30, 41])
 def test_a_tall_one_in_a_comb_field_is_a_digit_not_a_box_side(seed):
     """Drawn this size, the 1s outgrow the other digits by more than a box's side outgrows them; free of

@@ -3,7 +3,8 @@
 `find_digits` works on the photo alone (numpy, Pillow and cc3d; no OpenCV or scipy, so that the serving image
 stays small):
 1. grayscale, downscaled to at most `MAX_ANALYSIS_SIDE` pixels on the long side (boxes are mapped back);
-   a photo whose digits turn out shorter than `SMALL_DIGIT` pixels is analysed again, scaled up;
+   a photo whose digits turn out shorter than `SMALL_DIGIT` pixels is analysed again, scaled up; a
+   printed security pattern's regular screen is taken out of its spectrum (`_without_screen`);
 2. the paper's brightness is estimated on a coarse grid (the median per cell, then rank filters wider than
    a pen stroke) and divided out: shadows and uneven light disappear, the paper is ~1;
 3. a pixel is ink when it is darker than the paper by at least `INK_FRACTION` of the nearby ink's strength,
@@ -52,6 +53,10 @@ MIN_INK = 0.12  # darker than the paper by at least this fraction to be ink
 LINE_INK = 0.09  # lines are measured on ink this dark: light print is ink only in pieces at MIN_INK
 NOISE_SIGMAS = 5.0  # ink is also darker than the paper by this many standard deviations of its noise
 INK_FRACTION = 0.45  # ink is also darker than the paper by this fraction of the strongest ink nearby
+SCREEN_PEAK = 7.0  # a peak of the photo's spectrum this many times its neighbourhood is a printed screen's
+SCREEN_PERIOD = 30  # px: ... with a period shorter than this (a stroke's scale, not the digits' spacing)
+SCREEN_ANGLE = 0.2  # ... and off both axes by this tangent at least (where ruled lines and grids lie)
+SCREEN_SKIRT = 2  # frequencies on each side of a peak taken out with it (its spread on a photo)
 FRAME_SIZE = 2.0  # a group at the photo's side, longer than this many digit heights, is the paper's edge
 FRAME_ASPECT = 3.0  # a group at the photo's side, this many times longer than wide, is the paper's edge
 EDGE_DARK = 0.45  # a cell darker than this fraction of the paper's brightness is dark (desk or ink)
@@ -210,7 +215,7 @@ def _locate(
     if scale < 1.0:
         size = (max(1, round(original_size[0] * scale)), max(1, round(original_size[1] * scale)))
         gray = np.asarray(Image.fromarray(gray, mode="F").resize(size, Image.Resampling.BOX))
-    analysis, to_photo = _analyse_photo(gray, scale, original_size)
+    analysis, to_photo = _analyse_photo(_without_screen(gray), scale, original_size)
     # Digits a few pixels tall (a coarse scan): the ink's smoothing and the limits in pixels are made for
     # larger ones, and the reader's band would be scaled up from a blur. Analysed again, scaled up.
     heights = [box[3] - box[1] for box, _, _ in analysis.found]
@@ -773,6 +778,58 @@ def _desk_cells(gray: np.ndarray, brightness: np.ndarray) -> np.ndarray:
         contact = np.bincount(side, minlength=int(regions.max()) + 1)
         desk |= {int(label) for label in np.flatnonzero(contact > EDGE_CONTACT * side.size) if label}
     return np.isin(regions, list(desk)).astype(np.float32)
+
+
+def _without_screen(gray: np.ndarray) -> np.ndarray:
+    """The photo (h, w) float32 without the regular pattern of a printed screen: (h, w) float32.
+
+    A security background printed at a short period (dots, hatching, guilloche) is a few sharp peaks in
+    the photo's spectrum, while handwriting spreads its power over many frequencies: the peaks are taken
+    out (a notch filter), and the digits keep their ink. Where the pattern ran through a digit it no longer
+    joins the digit to its neighbours, nor becomes ink of its own. Only peaks off both axes go: ruled lines,
+    grids and the sides of boxes repeat along the axes (or near them, on a photo turned a little), and are
+    found as lines later, where their place tells them from strokes.
+    """
+    height, width = gray.shape
+    mean = float(gray.mean())
+    size = (
+        _fast_length(height),
+        _fast_length(width),
+    )  # padded (with the mean) to a length the FFT is quick at
+    spectrum = np.fft.rfft2(gray - mean, size)  # (H, W // 2 + 1): the other half mirrors it
+    power = np.abs(spectrum)
+    down = np.abs(np.fft.fftfreq(size[0]))[:, None]  # cycles per pixel
+    across = np.fft.rfftfreq(size[1])[None, :]
+    peaks = (
+        (power > SCREEN_PEAK * _wrapped_mean(power, 4))  # above the 9x9 frequencies around it
+        & (np.hypot(down, across) > 1.0 / SCREEN_PERIOD)
+        & (down > SCREEN_ANGLE * across)
+        & (across > SCREEN_ANGLE * down)
+    )
+    if not peaks.any():
+        return gray
+    spectrum[_wrapped_mean(peaks.astype(np.float32), SCREEN_SKIRT) > 0] = 0.0  # each peak and its skirt
+    return (np.fft.irfft2(spectrum, size)[:height, :width] + mean).astype(np.float32)
+
+
+def _fast_length(length: int) -> int:
+    """The smallest length >= `length` with no prime factor above 5."""
+    while True:
+        rest = length
+        for factor in (2, 3, 5):
+            while rest % factor == 0:
+                rest //= factor
+        if rest == 1:
+            return length
+        length += 1
+
+
+def _wrapped_mean(values: np.ndarray, radius: int) -> np.ndarray:
+    """The mean over each element's (2 radius + 1)^2 neighbourhood, wrapping around the edges (a spectrum's
+    frequencies do): (h, w) float64."""
+    shifts = range(-radius, radius + 1)
+    down = sum(np.roll(values.astype(np.float64), shift, 0) for shift in shifts)
+    return sum(np.roll(down, shift, 1) for shift in shifts) / len(shifts) ** 2
 
 
 def _mean3(values: np.ndarray) -> np.ndarray:
