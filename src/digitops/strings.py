@@ -31,6 +31,7 @@ SEPARATORS = ".,-=/"
 ALPHABET = "0123456789" + SEPARATORS  # class k + 1 is ALPHABET[k]; class 0 is CTC's blank
 BLANK = 0
 MAX_LABEL = 14  # characters per composed line at most
+COMB_SHARE = 0.15  # lines written in a comb field: one printed box per character, as on a form
 BILEVEL_SHARE = 0.12  # lines scanned in black and white (a fax, a form scanner's default), thresholded
 _DIGIT_HEIGHT = 20  # px: the height of a digit's ink box in a normalised 28x28 image (MNIST's 20x20 box)
 
@@ -190,26 +191,40 @@ def _render(pool: DigitPool, source: str, text: str, rng: np.random.Generator) -
     gap_mean = rng.uniform(-0.25, 0.02) if touching else rng.uniform(0.05, 0.45)
     canvas_height = round(3 * height)
     middle = canvas_height / 2 + rng.uniform(-0.1, 0.1) * height
-    slope = rng.uniform(-0.04, 0.04)  # the line's drift up or down, px per px
+    comb = _comb_field(middle, height, rng) if rng.random() < COMB_SHARE else None
+    # The line's drift up or down, px per px; a comb field's boxes keep the writer level.
+    slope = rng.uniform(-0.01, 0.01) if comb else rng.uniform(-0.04, 0.04)
     pieces = []  # (patch, x, y): digit ink to paste
     strokes = []  # (points, width): separator strokes
     ink_boxes = []  # (x0, y0, x1, y1) per character, for the crop
-    x = height * 1.5
+    x = comb.sides[-1] if comb else height * 1.5
     for char in text:
+        cell = x  # a comb field's box for this character starts here
         if char.isdigit():
             patch = _digit_patch(pool, source, int(char), scale * rng.uniform(0.9, 1.1), rng)
-            x += gap_mean * height * 0.6 + rng.uniform(-0.06, 0.06) * height
+            if comb:  # in its box, off centre as a hand puts it, at times over a side
+                x = cell + (comb.pitch - patch.shape[1]) / 2 + rng.uniform(-0.15, 0.15) * height
+            else:
+                x += gap_mean * height * 0.6 + rng.uniform(-0.06, 0.06) * height
             y = middle + slope * x - patch.shape[0] / 2 + rng.uniform(-0.06, 0.06) * height
             pieces.append((patch, x, y))
             ink_boxes.append((x, y, x + patch.shape[1], y + patch.shape[0]))
             x += patch.shape[1]
         else:
-            x += max(0.0, gap_mean) * height * 0.4 + rng.uniform(0.05, 0.2) * height
+            if comb:
+                x = cell + comb.pitch * rng.uniform(0.1, 0.5)
+            else:
+                x += max(0.0, gap_mean) * height * 0.4 + rng.uniform(0.05, 0.2) * height
             top = middle + slope * x - height / 2
             box = _separator_strokes(char, x, top, height, stroke, rng, strokes)
             ink_boxes.append(box)
             x = box[2]
-    width = round(x + height * 1.5)
+        if comb:
+            comb.sides.append(cell + comb.pitch)
+            x = cell + comb.pitch
+    if comb:  # the boxes left empty after the writing
+        comb.sides.extend(x + comb.pitch * np.arange(1, rng.integers(0, 4) + 1))
+    width = round(max(x, comb.sides[-1] if comb else 0.0) + height * 1.5)
     writing = np.zeros((canvas_height, width), np.float32)
     for patch, px, py in pieces:
         left, top = round(px), round(py)
@@ -223,7 +238,9 @@ def _render(pool: DigitPool, source: str, text: str, rng: np.random.Generator) -
         writing = np.zeros((canvas_height, round(ink_boxes[0][2] + height * 1.5)), np.float32)
     x0, y0 = min(b[0] for b in ink_boxes), min(b[1] for b in ink_boxes)
     x1, y1 = max(b[2] for b in ink_boxes), max(b[3] for b in ink_boxes)
-    printed = _printed(writing.shape, (x0, y0, x1, y1), height, ink_boxes, rng)
+    if comb and not text:  # an empty comb field, boxes all along the band
+        comb.sides.extend(np.arange(comb.sides[-1] + comb.pitch, x1 + comb.pitch, comb.pitch))
+    printed = _printed(writing.shape, (x0, y0, x1, y1), height, ink_boxes, comb, rng)
     if not text:
         printed = np.maximum(printed, _pattern(writing.shape, height, rng) * rng.uniform(1.0, 2.0))
     pen_darkness = rng.uniform(0.3, 0.95)
@@ -235,6 +252,32 @@ def _render(pool: DigitPool, source: str, text: str, rng: np.random.Generator) -
         darkness = np.where(darkness > pen_darkness * rng.uniform(0.3, 0.6), 1.0, 0.0).astype(np.float32)
     pixels = line_pixels(darkness, max(0.12, 5 * noise))
     return to_line_height(_band(pixels, (x0, y0, x1, y1), height, rng))
+
+
+@dataclass
+class _CombField:
+    """A form's comb field: printed boxes of one width side by side, one per character, the first ones and
+    the last ones often left empty. Its sides rise from `bottom` to `sides_top`: to `top` for closed boxes,
+    lower for an open comb of ticks (which has no top line)."""
+
+    pitch: float  # px: a box's width
+    top: float
+    bottom: float
+    sides_top: float
+    sides: list[float]  # x of each side, left to right, filled in as the characters are written
+
+
+def _comb_field(middle: float, height: float, rng: np.random.Generator) -> _CombField:
+    """A comb field around a line of digits `height` tall centred on `middle`, starting with 0-1 empty
+    boxes (its sides then grow with the writing)."""
+    pitch = height * rng.uniform(1.0, 1.5)
+    top = middle - height * rng.uniform(0.55, 0.85)
+    bottom = middle + height * rng.uniform(0.55, 0.85)
+    sides_top = top if rng.random() < 0.6 else bottom - height * rng.uniform(0.25, 0.6)
+    empty_before = int(rng.random() < 0.3)
+    return _CombField(
+        pitch, top, bottom, sides_top, [height * 1.5 + pitch * i for i in range(empty_before + 1)]
+    )
 
 
 def _digit_patch(
@@ -339,10 +382,12 @@ def _printed(
     writing_box: tuple[float, float, float, float],
     height: float,
     char_boxes: list[tuple[float, float, float, float]],
+    comb: _CombField | None,
     rng: np.random.Generator,
 ) -> np.ndarray:
     """What the paper itself carries, as darkness (H, W) float32: underlines, ruled or squared paper, a
-    field's frame or comb boxes, a printed security pattern, neighbouring lines' ink. Often nothing."""
+    field's frame, comb boxes (`comb`'s, or ticks between the characters), a printed security pattern,
+    neighbouring lines' ink. Often nothing."""
     canvas_height, canvas_width = shape
     x0, y0, x1, y1 = writing_box
     image = Image.new("F", (canvas_width * 2, canvas_height * 2), 0.0)  # 2x: thin lines anti-aliased
@@ -375,7 +420,13 @@ def _printed(
         if rng.random() < 0.33:
             for x in np.arange(rng.uniform(0, spacing), canvas_width, spacing):
                 line([(x, 0), (x, canvas_height)], print_darkness * rng.uniform(0.5, 1), thin)
-    if rng.random() < 0.15:  # comb boxes: a tick in each gap between characters, a line below or around
+    if comb is not None:
+        for side in comb.sides:
+            line([(side, comb.sides_top), (side, comb.bottom)], print_darkness, thin)
+        line([(comb.sides[0], comb.bottom), (comb.sides[-1], comb.bottom)], print_darkness, thin)
+        if comb.sides_top == comb.top:
+            line([(comb.sides[0], comb.top), (comb.sides[-1], comb.top)], print_darkness, thin)
+    elif rng.random() < 0.15:  # ticks in each gap between characters, a line below or around
         bottom = y1 + height * rng.uniform(0.0, 0.2)
         top = y0 - height * rng.uniform(0.0, 0.3)
         for (_, _, right, _), (left, _, _, _) in itertools.pairwise(char_boxes):

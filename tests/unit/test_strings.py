@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from digitops import strings
 from digitops.strings import (
     ALPHABET,
     BLANK,
@@ -84,3 +85,28 @@ def test_line_pixels_drop_the_paper_and_scale_the_ink_to_its_strength():
     assert pixels[0, 0] == 0 and pixels[0, 1] == 0  # under the floor: paper
     assert pixels.max() == 1.0 and 0.3 < pixels[0, 2] < 1.0
     assert np.array_equal(line_pixels(np.full((3, 3), 0.05, np.float32), 0.12), np.zeros((3, 3)))
+
+
+def test_a_comb_field_gives_each_character_its_own_box_of_one_width(pool, monkeypatch):
+    """Written in a comb field, characters sit one per box, in order, and boxes may be left empty."""
+    drawn = []  # (char_boxes, comb) of each line drawn
+    printed = strings._printed
+
+    def recording(shape, writing_box, height, char_boxes, comb, rng):
+        drawn.append((char_boxes, comb))
+        return printed(shape, writing_box, height, char_boxes, comb, rng)
+
+    monkeypatch.setattr(strings, "COMB_SHARE", 1.0)
+    monkeypatch.setattr(strings, "_printed", recording)
+    compose_lines(pool, 60, seed=2)
+    written = [(boxes, comb) for boxes, comb in drawn if comb is not None and len(boxes) >= 2]
+    assert len(written) > 20 and all(comb is not None for _, comb in drawn)
+    empty_after = 0
+    for boxes, comb in written:
+        sides = np.asarray(comb.sides)
+        assert np.allclose(np.diff(sides), comb.pitch)  # boxes of one width, side by side
+        centres = [(box[0] + box[2]) / 2 for box in boxes]
+        cells = np.searchsorted(sides, centres) - 1  # the box each character's middle lies in
+        assert (np.diff(cells) >= 1).all()  # one character per box, left to right
+        empty_after += sides[-1] - max(box[2] for box in boxes) > comb.pitch
+    assert 0 < empty_after < len(written)  # some fields keep empty boxes after the writing
