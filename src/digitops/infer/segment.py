@@ -215,7 +215,8 @@ def _locate(
     if scale < 1.0:
         size = (max(1, round(original_size[0] * scale)), max(1, round(original_size[1] * scale)))
         gray = np.asarray(Image.fromarray(gray, mode="F").resize(size, Image.Resampling.BOX))
-    analysis, to_photo = _analyse_photo(_without_screen(gray), scale, original_size)
+    gray = _without_screen(gray)  # here, so that an analysis scaled up (below) starts from it too
+    analysis, to_photo = _analyse_photo(gray, scale, original_size)
     # Digits a few pixels tall (a coarse scan): the ink's smoothing and the limits in pixels are made for
     # larger ones, and the reader's band would be scaled up from a blur. Analysed again, scaled up.
     heights = [box[3] - box[1] for box, _, _ in analysis.found]
@@ -792,10 +793,8 @@ def _without_screen(gray: np.ndarray) -> np.ndarray:
     """
     height, width = gray.shape
     mean = float(gray.mean())
-    size = (
-        _fast_length(height),
-        _fast_length(width),
-    )  # padded (with the mean) to a length the FFT is quick at
+    # Padded (with the mean) to lengths the FFT is quick at.
+    size = (_fast_length(height), _fast_length(width))
     spectrum = np.fft.rfft2(gray - mean, size)  # (H, W // 2 + 1): the other half mirrors it
     power = np.abs(spectrum)
     down = np.abs(np.fft.fftfreq(size[0]))[:, None]  # cycles per pixel
