@@ -384,6 +384,23 @@ def test_a_photo_of_separators_alone_reads_as_empty_text():
     assert classify.batches == []
 
 
+@pytest.mark.parametrize("seed", [81, 82, 83])
+def test_a_comma_hanging_below_the_digits_is_not_a_line_of_its_own(seed):
+    """'34,027' with the comma written low, wholly below the digits' feet: five digits on one line."""
+    photo = condition_photo([[3, 4, 0, 2, 7]], seed)
+    image = photo.image.copy()
+    x, _, width, _ = photo.boxes[1]
+    feet = max(y + height for _, y, _, height in photo.boxes)
+    comma = x + width + 6
+    draw = ImageDraw.Draw(image)
+    draw.ellipse((comma - 4, feet + 4, comma + 4, feet + 12), fill=(25, 25, 60))
+    draw.line([(comma + 3, feet + 9), (comma - 4, feet + 26)], fill=(25, 25, 60), width=5)  # its tail
+    crops = find_digits(image)
+    assert_around_each_digit(crops, photo)
+    assert [crop.line for crop in crops] == [0] * 5
+    assert read_digits(image, RecordingClassifier()).text == "01234"
+
+
 LABELS = sorted(STROKES)
 
 

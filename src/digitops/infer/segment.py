@@ -20,8 +20,10 @@ stays small):
    comma or dash beside it); specks, faint stains, paper-edge artefacts and flat marks (dashes, equals
    signs) are dropped;
 6. the digits are grouped into lines (each digit joins the line whose last digit sits at its height, which
-   tolerates a slightly rotated photo) and ordered top to bottom, left to right; each digit's crop also
-   holds the faint ink joined to it in its box (a stroke pressed lightly, under the threshold of step 3);
+   tolerates a slightly rotated photo) and ordered top to bottom, left to right; a "line" of nothing but
+   small marks just under or over a line of digits is its punctuation (a comma hanging low) and is
+   dropped (`_without_marks`); each digit's crop also holds the faint ink joined to it in its box (a
+   stroke pressed lightly, under the threshold of step 3);
 7. a photo cropped as tight as its writing (`_tight_margin`) is surrounded by paper and analysed again,
    so that the digits touching its sides are not taken for the paper's edge or the desk.
 
@@ -122,6 +124,8 @@ OWNER_REACH = 0.25  # a character marked this many digit heights beside a crop m
 MISSED_HEIGHT = 0.75  # a crop the reader read nothing in, this tall against the line's digits, ...
 MISSED_SURE = 0.5  # ... is a digit it missed when the classifier is this sure of it
 SEPARATOR_SURE = 0.9  # a separator the reader is less sure of, alone in a digit-tall crop, is read as a digit
+MARK_HEIGHT = 0.6  # a line of crops all less tall than this fraction of the digits is punctuation ...
+MARK_REACH = 0.5  # ... of a line this many digit heights above or below it (a comma hanging low)
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: `pixels` is an array, which has no single truth value
@@ -1340,7 +1344,37 @@ def _reading_order(boxes: list[tuple[int, int, int, int]]) -> list[list[int]]:
             lines.append([index])
         else:
             best.append(index)
+    lines = _without_marks(lines, boxes)
     return sorted(lines, key=lambda line: np.mean([(boxes[i][1] + boxes[i][3]) / 2 for i in line]))
+
+
+def _without_marks(lines: list[list[int]], boxes: list[tuple[int, int, int, int]]) -> list[list[int]]:
+    """`lines` (lists of indices into `boxes`) without the lines of punctuation that belong to another.
+
+    A comma or a full stop written low, below the digits' feet, is too far from their centres to join
+    their line, and would stand as a line of its own, read as a digit under the number. A line whose crops
+    are all less tall than `MARK_HEIGHT` of the photo's median crop, within `MARK_REACH` of it above or
+    below a line of taller ones and within that line's width, is such punctuation, left out like the dots
+    and dashes that are too small or too flat to be digits.
+    """
+    heights = np.array([box[3] - box[1] for box in boxes], np.float64)
+    digit_height = float(np.median(heights))
+    marks = [all(heights[i] < MARK_HEIGHT * digit_height for i in line) for line in lines]
+    spans = [_union(np.array([boxes[i] for i in line])) for line in lines]
+
+    def belongs_to_a_line(x0: int, y0: int, x1: int, y1: int) -> bool:
+        return any(
+            max(ly0 - y1, y0 - ly1) <= MARK_REACH * digit_height  # the gap between them (negative: overlap)
+            and lx0 - digit_height <= (x0 + x1) / 2 <= lx1 + digit_height
+            for (lx0, ly0, lx1, ly1), mark in zip(spans, marks, strict=True)
+            if not mark
+        )
+
+    return [
+        line
+        for line, span, mark in zip(lines, spans, marks, strict=True)
+        if not (mark and belongs_to_a_line(*span))
+    ]
 
 
 def _union(boxes: np.ndarray) -> tuple[int, int, int, int]:
