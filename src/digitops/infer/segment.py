@@ -918,7 +918,7 @@ def _line_pixels(mask: np.ndarray, faint: np.ndarray | None = None) -> np.ndarra
         gap = max(gap, LINE_HALO)  # bridges the halo left out where a faint line meets the ink
     thickness_rows = _run_lengths(faint.T).T  # (h, w): the vertical extent of the ink through each pixel
     thickness_cols = _run_lengths(faint)  # (h, w): its horizontal extent
-    along_rows = _sloped_run_lengths(faint, gap, _tilt(faint, thickness_rows))  # (h, w)
+    along_rows = _sloped_run_lengths(faint, gap, _tilt(faint, thickness_rows, underlines=True))  # (h, w)
     along_cols = _sloped_run_lengths(faint.T, gap, _tilt(faint.T, thickness_cols.T)).T
     height, width = mask.shape
     # Long for the photo and long for its own thickness: a digit's bar may cross a good part of a tight
@@ -1033,7 +1033,7 @@ def _thin_part(line: np.ndarray, thickness: np.ndarray, strokes: np.ndarray | No
     return line & (thickness <= LINE_THICKNESS * line_width + 1)
 
 
-def _tilt(mask: np.ndarray, thickness: np.ndarray) -> float:
+def _tilt(mask: np.ndarray, thickness: np.ndarray, underlines: bool = False) -> float:
     """The tilt (rise per column) of the printed lines along the rows of `mask` (h, w) bool, whose ink is
     `thickness` (h, w) thick across (up and down the columns): one of `PAGE_TILTS`, 0 unless another is
     clearly the lines'.
@@ -1045,11 +1045,24 @@ def _tilt(mask: np.ndarray, thickness: np.ndarray) -> float:
     sheared by each tilt: at the lines' tilt their rows sum to sharp peaks, while a row of digits is a
     broad hump at any tilt. A tilt stands if its profile's sum of squares is `TILT_GAIN` times the level
     one's.
+
+    With `underlines` (along the rows), a page without printed lines is looked at again at the pen's
+    width, the commonest thickness of its ink: an underline drawn with the pen is as thick as the digits'
+    strokes, too thick for print.
     """
-    ys, xs = np.nonzero(mask & (thickness <= TILT_THIN))
+    tilt = _profile_tilt(mask & (thickness <= TILT_THIN))
+    if underlines and tilt == 0.0 and mask.any():
+        pen = int(np.argmax(np.bincount(thickness[mask])))
+        tilt = _profile_tilt(mask & (thickness <= pen + 1))
+    return tilt
+
+
+def _profile_tilt(ink: np.ndarray) -> float:
+    """`_tilt` of the ink `ink` (h, w) bool, all of it taken as thin."""
+    ys, xs = np.nonzero(ink)
     if not ys.size:
         return 0.0
-    width = mask.shape[1]
+    width = ink.shape[1]
     scores = []
     for tilt in PAGE_TILTS:
         rows = ys - np.round(tilt * (xs - width / 2)).astype(np.int64)  # each pixel's row, sheared level
