@@ -655,6 +655,23 @@ def test_a_digit_the_reader_missed_is_read_by_the_classifier_when_it_is_sure():
     assert read_digits(photo.image, unsure_classifier, InkRunReader("?14", sure=0.99)).text == "14"
 
 
+# A '4' the pen broke where the bar meets the upright: the upright is a piece of its own.
+BROKEN_FOUR = [[(150, 30), (60, 150), (135, 150)], [(162, 80), (162, 230)]]
+
+
+@pytest.mark.parametrize("seed", [28, 30])
+def test_a_piece_of_a_broken_digit_the_reader_read_whole_is_not_a_digit_it_missed(seed):
+    """The reader reads the broken '4' as one digit; the upright, a crop of its own as tall as a digit
+    beside the bar's crop, is a piece of it (the two are one digit wide), not a digit the reader missed."""
+    four = draw_strokes(BROKEN_FOUR)
+    rng = np.random.default_rng(seed)
+    photo = make_photo(
+        [[digit(3), four, digit(7)]], [[3, 4, 7]], rng, digit_height=60, max_rotation=1.0, jpeg_quality=90
+    )
+    assert len(find_digits(photo.image)) == 4  # the 4 in two crops
+    assert read_digits(photo.image, seven_classifier, InkRunReader("347", sure=0.99)).text == "347"
+
+
 def test_a_reading_the_reader_is_unsure_of_gives_way_to_surer_crops():
     photo = photo_of([[3, 1, 4]], seed=26, digit_height=45)
     assert read_digits(photo.image, seven_classifier, InkRunReader("314", sure=0.2)).text == "777"

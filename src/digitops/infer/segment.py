@@ -123,6 +123,7 @@ READER_TRUSTED = 0.3  # a reading the reader is this sure of stands; below, the 
 OWNER_REACH = 0.25  # a character marked this many digit heights beside a crop may still be in it
 MISSED_HEIGHT = 0.75  # a crop the reader read nothing in, this tall against the line's digits, ...
 MISSED_SURE = 0.5  # ... is a digit it missed when the classifier is this sure of it
+PIECE_WIDTH = 0.9  # ... unless it and a digit the reader read beside it are no wider than this together
 SEPARATOR_SURE = 0.9  # a separator the reader is less sure of, alone in a digit-tall crop, is read as a digit
 MARK_HEIGHT = 0.6  # a line of crops all less tall than this fraction of the digits is punctuation ...
 MARK_REACH = 0.5  # ... of a line this many digit heights above or below it (a comma hanging low)
@@ -455,14 +456,20 @@ def _read_lines(
                 line_plan.append((char, band.box_of(_extent(reading.chars, index)), None))
         # A crop the size of the line's digits in which the reader saw nothing may be a digit it missed
         # (an odd shape at the line's end): the classifier reads it, and it counts if the classifier is sure.
-        read_heights = [
-            crops[o][0][3] - crops[o][0][1]
+        # Not so a piece of a digit the reader read whole beside it (`_piece_of_read`).
+        read = [
+            crops[o][0]
             for o, c in zip(owners, reading.chars, strict=True)
             if o is not None and c.char.isdigit()
         ]
-        if read_heights:
+        if read:
+            read_height = float(np.median([box[3] - box[1] for box in read]))
             for index, (box, pixels) in enumerate(crops):
-                if index not in owners and box[3] - box[1] >= MISSED_HEIGHT * float(np.median(read_heights)):
+                if (
+                    index not in owners
+                    and box[3] - box[1] >= MISSED_HEIGHT * read_height
+                    and not _piece_of_read(box, read, read_height)
+                ):
                     line_plan.append((None, box, len(batch)))
                     batch.append(normalize_digit(pixels))
         line_plan.sort(key=lambda item: item[1][0] + item[1][2])
@@ -508,6 +515,19 @@ def _may_be_digit(char: ReadChar, box: tuple[int, int, int, int], height: float)
     if char.char.isdigit():
         return True
     return char.confidence < SEPARATOR_SURE and box[3] - box[1] >= MISSED_HEIGHT * height
+
+
+def _piece_of_read(
+    box: tuple[int, int, int, int], read: list[tuple[int, int, int, int]], height: float
+) -> bool:
+    """Whether the crop `box` may be a piece of a digit the reader read in one of the crops `read` (a '4'
+    the pen broke where its bar meets the upright): a crop beside it, within `TOUCH_GAP` of the digit
+    height `height`, with which it is no wider than `PIECE_WIDTH` digit heights, as one digit is."""
+    return any(
+        max(box[0], other[0]) - min(box[2], other[2]) <= TOUCH_GAP * height
+        and max(box[2], other[2]) - min(box[0], other[0]) <= PIECE_WIDTH * height
+        for other in read
+    )
 
 
 def _owner(x: float, boxes: list[tuple[int, int, int, int]]) -> int | None:
