@@ -1360,6 +1360,7 @@ def _reading_order(boxes: list[tuple[int, int, int, int]]) -> list[list[int]]:
 
     Boxes are visited left to right; each joins the line whose last box's vertical centre is nearest its
     own, within half the taller box's height, or starts a new line. A slightly rotated line stays one line.
+    A line of punctuation that belongs to another (`_without_marks`) is left out.
     """
     lines: list[list[int]] = []
     for index in sorted(range(len(boxes)), key=lambda i: boxes[i][0]):
@@ -1390,6 +1391,8 @@ def _without_marks(lines: list[list[int]], boxes: list[tuple[int, int, int, int]
     below a line of taller ones and within that line's width, is such punctuation, left out like the dots
     and dashes that are too small or too flat to be digits.
     """
+    if not lines:
+        return lines
     heights = np.array([box[3] - box[1] for box in boxes], np.float64)
     digit_height = float(np.median(heights))
     marks = [all(heights[i] < MARK_HEIGHT * digit_height for i in line) for line in lines]
