@@ -123,7 +123,8 @@ READER_TRUSTED = 0.3  # a reading the reader is this sure of stands; below, the 
 OWNER_REACH = 0.25  # a character marked this many digit heights beside a crop may still be in it
 MISSED_HEIGHT = 0.75  # a crop the reader read nothing in, this tall against the line's digits, ...
 MISSED_SURE = 0.5  # ... is a digit it missed when the classifier is this sure of it
-PIECE_WIDTH = 0.9  # ... unless it and a digit the reader read beside it are no wider than this together
+PIECE_WIDTH = 0.9  # ... unless it and a digit the reader read beside it are no wider than this together,
+PIECE_GAP = 0.1  # ... and no farther apart than this (digit heights): pieces of one digit the pen broke
 SEPARATOR_SURE = 0.9  # a separator the reader is less sure of, alone in a digit-tall crop, is read as a digit
 MARK_HEIGHT = 0.6  # a line of crops all less tall than this fraction of the digits is punctuation ...
 MARK_REACH = 0.5  # ... of a line this many digit heights above or below it (a comma hanging low)
@@ -521,10 +522,10 @@ def _piece_of_read(
     box: tuple[int, int, int, int], read: list[tuple[int, int, int, int]], height: float
 ) -> bool:
     """Whether the crop `box` may be a piece of a digit the reader read in one of the crops `read` (a '4'
-    the pen broke where its bar meets the upright): a crop beside it, within `TOUCH_GAP` of the digit
+    the pen broke where its bar meets the upright): a crop beside it, within `PIECE_GAP` of the digit
     height `height`, with which it is no wider than `PIECE_WIDTH` digit heights, as one digit is."""
     return any(
-        max(box[0], other[0]) - min(box[2], other[2]) <= TOUCH_GAP * height
+        max(box[0], other[0]) - min(box[2], other[2]) <= PIECE_GAP * height
         and max(box[2], other[2]) - min(box[0], other[0]) <= PIECE_WIDTH * height
         for other in read
     )
