@@ -657,19 +657,39 @@ def test_a_digit_the_reader_missed_is_read_by_the_classifier_when_it_is_sure():
 
 # A '4' the pen broke where the bar meets the upright: the upright is a piece of its own.
 BROKEN_FOUR = [[(150, 30), (60, 150), (135, 150)], [(162, 80), (162, 230)]]
+# A '0' broken at its top and bottom: two arcs 32 px apart on the 256 px canvas.
+_ARC = [(70 * abs(math.cos(t)), 95 * math.sin(t)) for t in np.linspace(-math.pi / 2, math.pi / 2, 13)]
+BROKEN_ZERO = [
+    [(round(112 - x), round(128 + y)) for x, y in _ARC],
+    [(round(144 + x), round(128 + y)) for x, y in _ARC],
+]
 
 
-@pytest.mark.parametrize("seed", [28, 30])
-def test_a_piece_of_a_broken_digit_the_reader_read_whole_is_not_a_digit_it_missed(seed):
-    """The reader reads the broken '4' as one digit; the upright, a crop of its own as tall as a digit
-    beside the bar's crop, is a piece of it (the two are one digit wide), not a digit the reader missed."""
-    four = draw_strokes(BROKEN_FOUR)
+@pytest.mark.parametrize(
+    ("strokes", "label", "seed"),
+    [
+        (BROKEN_FOUR, 4, 28),
+        (BROKEN_FOUR, 4, 30),
+        (BROKEN_ZERO, 0, 27),
+        (BROKEN_ZERO, 0, 29),
+        (BROKEN_ZERO, 0, 30),
+    ],
+)
+def test_a_piece_of_a_broken_digit_the_reader_read_whole_is_not_a_digit_it_missed(strokes, label, seed):
+    """The reader reads the broken digit as one; its other piece, a crop of its own as tall as a digit
+    beside the first, is a piece of it (the two are one digit wide), not a digit the reader missed."""
     rng = np.random.default_rng(seed)
     photo = make_photo(
-        [[digit(3), four, digit(7)]], [[3, 4, 7]], rng, digit_height=60, max_rotation=1.0, jpeg_quality=90
+        [[digit(3), draw_strokes(strokes), digit(7)]],
+        [[3, label, 7]],
+        rng,
+        digit_height=60,
+        max_rotation=1.0,
+        jpeg_quality=90,
     )
-    assert len(find_digits(photo.image)) == 4  # the 4 in two crops
-    assert read_digits(photo.image, seven_classifier, InkRunReader("347", sure=0.99)).text == "347"
+    assert len(find_digits(photo.image)) == 4  # the broken digit in two crops
+    text = f"3{label}7"
+    assert read_digits(photo.image, seven_classifier, InkRunReader(text, sure=0.99)).text == text
 
 
 def test_a_reading_the_reader_is_unsure_of_gives_way_to_surer_crops():
