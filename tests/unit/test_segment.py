@@ -401,6 +401,54 @@ def test_a_comma_hanging_below_the_digits_is_not_a_line_of_its_own(seed):
     assert read_digits(image, RecordingClassifier()).text == "01234"
 
 
+@pytest.mark.parametrize(
+    ("boxes", "lines"),
+    [
+        # Rising to the right; the comma after the second digit is near enough to it to join its line, while
+        # the third digit is farther from the comma than half a digit.
+        (
+            [
+                (0, 100, 40, 160),
+                (50, 94, 90, 154),
+                (95, 140, 103, 160),
+                (110, 88, 150, 148),
+                (160, 82, 200, 142),
+            ],
+            [[0, 1, 2, 3, 4]],
+        ),
+        # Falling steeply to the right; the comma is too low for the second digit's line and starts its own,
+        # which the third digit is nearer to than to the digits before it.
+        (
+            [
+                (0, 100, 40, 160),
+                (50, 90, 90, 150),
+                (95, 150, 103, 170),
+                (110, 115, 150, 175),
+                (160, 140, 200, 200),
+            ],
+            [[0, 1, 3, 4]],
+        ),
+        # Rising at 0.15 with a wide gap before the last digit: it has risen more than half a digit since the
+        # digit before it, and is on the line's slope.
+        (
+            [
+                (0, 100, 40, 160),
+                (50, 92, 90, 152),
+                (100, 85, 140, 145),
+                (150, 78, 190, 138),
+                (400, 40, 440, 100),
+            ],
+            [[0, 1, 2, 3, 4]],
+        ),
+    ],
+)
+def test_a_turned_line_stays_one_line_past_a_comma_or_a_gap(boxes, lines):
+    """A box joins a line near its last digit (not its comma, which hangs low) or on the course of its
+    digits, and a line of digits before a line of punctuation alone (then left out as the first line's
+    comma)."""
+    assert segment._reading_order(boxes) == lines
+
+
 LABELS = sorted(STROKES)
 
 

@@ -128,6 +128,7 @@ PIECE_GAP = 0.1  # ... and no farther apart than this (digit heights): pieces of
 SEPARATOR_SURE = 0.9  # a separator the reader is less sure of, alone in a digit-tall crop, is read as a digit
 MARK_HEIGHT = 0.6  # a line of crops all less tall than this fraction of the digits is punctuation ...
 MARK_REACH = 0.5  # ... of a line this many digit heights above or below it (a comma hanging low)
+LINE_COURSE = 3  # a line's digits from this many on set its course (slope), which a digit past a gap is near
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: `pixels` is an array, which has no single truth value
@@ -1361,26 +1362,46 @@ def _reading_order(boxes: list[tuple[int, int, int, int]]) -> list[list[int]]:
 
     Boxes are visited left to right; each joins the line whose last box's vertical centre is nearest its
     own, within half the taller box's height, or starts a new line. A slightly rotated line stays one line.
-    A line of punctuation that belongs to another (`_without_marks`) is left out.
+    Punctuation is less tall than `MARK_HEIGHT` of the median box, and a comma hangs below the digits'
+    feet, a dash above them: a line's last box is its last as tall as a digit, where it has one, and a line
+    with such a box is taken before one of punctuation alone. On a turned photo a digit after a gap has
+    risen or fallen farther than that from the last: once a line has `LINE_COURSE` digits, a box on their
+    course (the line fitted to their centres) is near it too. A line of punctuation that belongs to another
+    (`_without_marks`) is left out.
     """
+    heights = [box[3] - box[1] for box in boxes]
+    mark_height = MARK_HEIGHT * float(np.median(heights)) if boxes else 0.0
     lines: list[list[int]] = []
     for index in sorted(range(len(boxes)), key=lambda i: boxes[i][0]):
-        _, y0, _, y1 = boxes[index]
+        x0, y0, x1, y1 = boxes[index]
         centre = (y0 + y1) / 2
-        best, best_distance = None, None
+        best, best_rank = None, None
         for line in lines:
-            last = boxes[line[-1]]
+            tall = [boxes[i] for i in line if heights[i] >= mark_height]
+            last = tall[-1] if tall else boxes[line[-1]]
             distance = abs((last[1] + last[3]) / 2 - centre)
-            if distance <= 0.5 * max(y1 - y0, last[3] - last[1]) and (
-                best_distance is None or distance < best_distance
-            ):
-                best, best_distance = line, distance
+            if len(tall) >= LINE_COURSE:
+                distance = min(distance, abs(_line_centre(tall, (x0 + x1) / 2) - centre))
+            rank = (not tall, distance)  # a line of digits first, then the nearest
+            if distance <= 0.5 * max(y1 - y0, last[3] - last[1]) and (best_rank is None or rank < best_rank):
+                best, best_rank = line, rank
         if best is None:
             lines.append([index])
         else:
             best.append(index)
     lines = _without_marks(lines, boxes)
     return sorted(lines, key=lambda line: np.mean([(boxes[i][1] + boxes[i][3]) / 2 for i in line]))
+
+
+def _line_centre(boxes: list[tuple[int, int, int, int]], x: float) -> float:
+    """The vertical centre at `x` of the line through the centres of `boxes` (x0, y0, x1, y1) fitted by
+    least squares, its slope no steeper than `MAX_LINE_SLOPE`."""
+    found = np.asarray(boxes, np.float64)  # (n, 4)
+    centres_x, centres_y = (found[:, 0] + found[:, 2]) / 2, (found[:, 1] + found[:, 3]) / 2
+    slope = 0.0
+    if np.ptp(centres_x) > 0:
+        slope = float(np.clip(np.polyfit(centres_x, centres_y, 1)[0], -MAX_LINE_SLOPE, MAX_LINE_SLOPE))
+    return float(centres_y.mean() + slope * (x - centres_x.mean()))
 
 
 def _without_marks(lines: list[list[int]], boxes: list[tuple[int, int, int, int]]) -> list[list[int]]:
