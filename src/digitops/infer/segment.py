@@ -1372,36 +1372,54 @@ def _reading_order(boxes: list[tuple[int, int, int, int]]) -> list[list[int]]:
     heights = [box[3] - box[1] for box in boxes]
     mark_height = MARK_HEIGHT * float(np.median(heights)) if boxes else 0.0
     lines: list[list[int]] = []
+    talls: list[list[tuple[int, int, int, int]]] = []  # per line: its boxes as tall as a digit
+    courses: list[_Course] = []  # per line: the course of those boxes
     for index in sorted(range(len(boxes)), key=lambda i: boxes[i][0]):
         x0, y0, x1, y1 = boxes[index]
         centre = (y0 + y1) / 2
         best, best_rank = None, None
-        for line in lines:
-            tall = [boxes[i] for i in line if heights[i] >= mark_height]
+        for number, (line, tall) in enumerate(zip(lines, talls, strict=True)):
             last = tall[-1] if tall else boxes[line[-1]]
             distance = abs((last[1] + last[3]) / 2 - centre)
             if len(tall) >= LINE_COURSE:
-                distance = min(distance, abs(_line_centre(tall, (x0 + x1) / 2) - centre))
+                distance = min(distance, abs(courses[number].at((x0 + x1) / 2) - centre))
             rank = (not tall, distance)  # a line of digits first, then the nearest
             if distance <= 0.5 * max(y1 - y0, last[3] - last[1]) and (best_rank is None or rank < best_rank):
-                best, best_rank = line, rank
+                best, best_rank = number, rank
         if best is None:
-            lines.append([index])
-        else:
-            best.append(index)
+            best = len(lines)
+            lines.append([])
+            talls.append([])
+            courses.append(_Course())
+        lines[best].append(index)
+        if heights[index] >= mark_height:
+            talls[best].append(boxes[index])
+            courses[best].add((x0 + x1) / 2, centre)
     lines = _without_marks(lines, boxes)
     return sorted(lines, key=lambda line: np.mean([(boxes[i][1] + boxes[i][3]) / 2 for i in line]))
 
 
-def _line_centre(boxes: list[tuple[int, int, int, int]], x: float) -> float:
-    """The vertical centre at `x` of the line through the centres of `boxes` (x0, y0, x1, y1) fitted by
-    least squares, its slope no steeper than `MAX_LINE_SLOPE`."""
-    found = np.asarray(boxes, np.float64)  # (n, 4)
-    centres_x, centres_y = (found[:, 0] + found[:, 2]) / 2, (found[:, 1] + found[:, 3]) / 2
-    slope = 0.0
-    if np.ptp(centres_x) > 0:
-        slope = float(np.clip(np.polyfit(centres_x, centres_y, 1)[0], -MAX_LINE_SLOPE, MAX_LINE_SLOPE))
-    return float(centres_y.mean() + slope * (x - centres_x.mean()))
+class _Course:
+    """The straight line through points (x, y) fitted by least squares, kept as running sums so that each
+    point added and each centre asked for costs the same however many points there are."""
+
+    def __init__(self) -> None:
+        self.count = self.sum_x = self.sum_y = self.sum_xx = self.sum_xy = 0.0
+
+    def add(self, x: float, y: float) -> None:
+        self.count += 1
+        self.sum_x += x
+        self.sum_y += y
+        self.sum_xx += x * x
+        self.sum_xy += x * y
+
+    def at(self, x: float) -> float:
+        """The line's y at `x`, its slope no steeper than `MAX_LINE_SLOPE` (a level line through the points'
+        mean where they share one x)."""
+        spread = self.count * self.sum_xx - self.sum_x**2
+        slope = (self.count * self.sum_xy - self.sum_x * self.sum_y) / spread if spread > 0 else 0.0
+        slope = min(max(slope, -MAX_LINE_SLOPE), MAX_LINE_SLOPE)
+        return (self.sum_y + slope * (self.count * x - self.sum_x)) / self.count
 
 
 def _without_marks(lines: list[list[int]], boxes: list[tuple[int, int, int, int]]) -> list[list[int]]:
