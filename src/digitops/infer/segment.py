@@ -20,7 +20,8 @@ stays small):
    comma or dash beside it); specks, faint stains, paper-edge artefacts and flat marks (dashes, equals
    signs) are dropped;
 6. the digits are grouped into lines (each digit joins the line whose last digit sits at its height, which
-   tolerates a slightly rotated photo) and ordered top to bottom, left to right; a "line" of nothing but
+   tolerates a slightly rotated photo, or which it continues the course of past a gap; a comma does not
+   count as a line's last digit) and ordered top to bottom, left to right; a "line" of nothing but
    small marks just under or over a line of digits is its punctuation (a comma hanging low) and is
    dropped (`_without_marks`); each digit's crop also holds the faint ink joined to it in its box (a
    stroke pressed lightly, under the threshold of step 3);
