@@ -1373,52 +1373,56 @@ def _reading_order(boxes: list[tuple[int, int, int, int]]) -> list[list[int]]:
     heights = [box[3] - box[1] for box in boxes]
     mark_height = MARK_HEIGHT * float(np.median(heights)) if boxes else 0.0
     lines: list[list[int]] = []
-    talls: list[list[tuple[int, int, int, int]]] = []  # per line: its boxes as tall as a digit
-    courses: list[_Course] = []  # per line: the course of those boxes
+    digits: list[_LineDigits] = []  # per line: its boxes as tall as a digit
     for index in sorted(range(len(boxes)), key=lambda i: boxes[i][0]):
         x0, y0, x1, y1 = boxes[index]
         centre = (y0 + y1) / 2
         best, best_rank = None, None
-        for number, (line, tall) in enumerate(zip(lines, talls, strict=True)):
-            last = tall[-1] if tall else boxes[line[-1]]
+        for number, (line, tall) in enumerate(zip(lines, digits, strict=True)):
+            last = tall.last or boxes[line[-1]]
             distance = abs((last[1] + last[3]) / 2 - centre)
-            if len(tall) >= LINE_COURSE:
-                distance = min(distance, abs(courses[number].at((x0 + x1) / 2) - centre))
-            rank = (not tall, distance)  # a line of digits first, then the nearest
+            if tall.count >= LINE_COURSE:
+                distance = min(distance, abs(tall.course_at((x0 + x1) / 2) - centre))
+            rank = (tall.count == 0, distance)  # a line of digits first, then the nearest
             if distance <= 0.5 * max(y1 - y0, last[3] - last[1]) and (best_rank is None or rank < best_rank):
                 best, best_rank = number, rank
         if best is None:
             best = len(lines)
             lines.append([])
-            talls.append([])
-            courses.append(_Course())
+            digits.append(_LineDigits())
         lines[best].append(index)
         if heights[index] >= mark_height:
-            talls[best].append(boxes[index])
-            courses[best].add((x0 + x1) / 2, centre)
+            digits[best].add(boxes[index])
     lines = _without_marks(lines, boxes)
     return sorted(lines, key=lambda line: np.mean([(boxes[i][1] + boxes[i][3]) / 2 for i in line]))
 
 
-class _Course:
-    """The straight line through points (x, y) fitted by least squares, kept as running sums so that each
-    point added and each centre asked for costs the same however many points there are."""
+class _LineDigits:
+    """The boxes of a line as tall as a digit, as `_reading_order` needs them: the last one, and their course,
+    the straight line through their centres fitted by least squares (kept as running sums, so that a box
+    added and a centre asked for cost the same however many there are)."""
 
     def __init__(self) -> None:
-        self.count = self.sum_x = self.sum_y = self.sum_xx = self.sum_xy = 0.0
+        self.last: tuple[int, int, int, int] | None = None
+        self.count = 0
+        self.sum_x = self.sum_y = self.sum_xx = self.sum_xy = 0.0
 
-    def add(self, x: float, y: float) -> None:
+    def add(self, box: tuple[int, int, int, int]) -> None:
+        x, y = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+        self.last = box
         self.count += 1
         self.sum_x += x
         self.sum_y += y
         self.sum_xx += x * x
         self.sum_xy += x * y
 
-    def at(self, x: float) -> float:
-        """The line's y at `x`, its slope no steeper than `MAX_LINE_SLOPE` (a level line through the points'
-        mean where they share one x)."""
-        spread = self.count * self.sum_xx - self.sum_x**2
-        slope = (self.count * self.sum_xy - self.sum_x * self.sum_y) / spread if spread > 0 else 0.0
+    def course_at(self, x: float) -> float:
+        """The course's y at `x`, its slope no steeper than `MAX_LINE_SLOPE` (level through the centres' mean
+        when they spread over less than a pixel across)."""
+        spread = self.count * self.sum_xx - self.sum_x**2  # count² times the variance of the centres' x
+        slope = (
+            (self.count * self.sum_xy - self.sum_x * self.sum_y) / spread if spread > self.count**2 else 0.0
+        )
         slope = min(max(slope, -MAX_LINE_SLOPE), MAX_LINE_SLOPE)
         return (self.sum_y + slope * (self.count * x - self.sum_x)) / self.count
 
