@@ -1371,7 +1371,8 @@ def _reading_order(boxes: list[tuple[int, int, int, int]]) -> list[list[int]]:
     (`_without_marks`) is left out.
     """
     heights = [box[3] - box[1] for box in boxes]
-    mark_height = MARK_HEIGHT * float(np.median(heights)) if boxes else 0.0
+    digit_height = float(np.median(heights)) if boxes else 0.0
+    mark_height = MARK_HEIGHT * digit_height
     lines: list[list[int]] = []
     digits: list[_LineDigits] = []  # per line: its boxes as tall as a digit
     for index in sorted(range(len(boxes)), key=lambda i: boxes[i][0]):
@@ -1393,7 +1394,7 @@ def _reading_order(boxes: list[tuple[int, int, int, int]]) -> list[list[int]]:
         lines[best].append(index)
         if heights[index] >= mark_height:
             digits[best].add(boxes[index])
-    lines = _without_marks(lines, boxes)
+    lines = _without_marks(lines, boxes, [tall.count == 0 for tall in digits], digit_height)
     return sorted(lines, key=lambda line: np.mean([(boxes[i][1] + boxes[i][3]) / 2 for i in line]))
 
 
@@ -1427,20 +1428,17 @@ class _LineDigits:
         return (self.sum_y + slope * (self.count * x - self.sum_x)) / self.count
 
 
-def _without_marks(lines: list[list[int]], boxes: list[tuple[int, int, int, int]]) -> list[list[int]]:
+def _without_marks(
+    lines: list[list[int]], boxes: list[tuple[int, int, int, int]], marks: list[bool], digit_height: float
+) -> list[list[int]]:
     """`lines` (lists of indices into `boxes`) without the lines of punctuation that belong to another.
 
     A comma or a full stop written low, below the digits' feet, is too far from their centres to join
     their line, and would stand as a line of its own, read as a digit under the number. A line whose crops
-    are all less tall than `MARK_HEIGHT` of the photo's median crop, within `MARK_REACH` of it above or
-    below a line of taller ones and within that line's width, is such punctuation, left out like the dots
-    and dashes that are too small or too flat to be digits.
+    are all less tall than `MARK_HEIGHT` of the photo's median crop (`marks`, per line; `digit_height`, that
+    median), within `MARK_REACH` of it above or below a line of taller ones and within that line's width,
+    is such punctuation, left out like the dots and dashes that are too small or too flat to be digits.
     """
-    if not lines:
-        return lines
-    heights = np.array([box[3] - box[1] for box in boxes], np.float64)
-    digit_height = float(np.median(heights))
-    marks = [all(heights[i] < MARK_HEIGHT * digit_height for i in line) for line in lines]
     spans = [_union(np.array([boxes[i] for i in line])) for line in lines]
 
     def belongs_to_a_line(x0: int, y0: int, x1: int, y1: int) -> bool:
