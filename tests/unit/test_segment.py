@@ -847,6 +847,26 @@ def test_box_sides_no_taller_and_no_thicker_than_the_digits_are_taken_out():
     assert (digits & ~cleaned).sum() <= 0.01 * digits.sum()  # the '0' may lose where it merges with a side
 
 
+def test_box_sides_run_off_a_tight_crop_are_lines_and_a_taller_bold_digit_keeps_its_ink():
+    """A tight crop cuts off a comb field's bottom edge: its sides run from the top edge off the photo,
+    long enough to be lines. So do the walls of a bold '0' a third taller than its neighbours. The lines'
+    width is measured on runs many times longer than thick, the sides': the walls, three times wider,
+    are strokes and keep their ink."""
+    mask = np.zeros((160, 560), bool)
+    mask[20:23, 10:553] = True  # the comb field's top edge, 3 px
+    sides = np.zeros_like(mask)
+    for x in range(10, 560, 110):
+        sides[20:160, x : x + 3] = True
+    digits = np.zeros_like(mask)
+    for left, top, bottom in ((30, 40, 140), (140, 40, 140), (250, 40, 140), (360, 24, 159)):  # '0's
+        digits[top:bottom, left : left + 70] = True
+        digits[top + 14 : bottom - 14, left + 14 : left + 56] = False  # drawn 14 px wide
+    mask |= sides | digits
+    cleaned = mask & ~segment._line_pixels(mask)
+    assert (cleaned & sides & ~digits).sum() <= 0.02 * sides.sum()
+    assert (digits & ~cleaned).sum() <= 0.01 * digits.sum()  # fails with the width of all long runs
+
+
 def test_a_stroke_between_two_lines_of_squared_paper_is_not_a_box_side():
     """On squared paper a '1' may run from one line of the grid to the next, as a box's side does; but the
     grid's lines run on past them, and the '1' stays."""

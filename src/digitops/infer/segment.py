@@ -948,21 +948,21 @@ def _line_pixels(mask: np.ndarray, faint: np.ndarray | None = None) -> np.ndarra
     # crop, but it is not many strokes long.
     long_rows = (along_rows >= LINE_SPAN * width) & (along_rows >= LINE_ELONGATION * thickness_rows)
     long_cols = (along_cols >= LINE_SPAN * height) & (along_cols >= LINE_ELONGATION * thickness_cols)
-    horizontal = _thin_part(faint & long_rows, thickness_rows)
-    vertical = _thin_part(faint & long_cols, thickness_cols, faint & ~horizontal)
+    horizontal = _thin_part(faint & long_rows, thickness_rows, along_rows)
+    vertical = _thin_part(faint & long_cols, thickness_cols, along_cols, faint & ~horizontal)
     _, boxes, areas = _components(mask & ~horizontal & ~vertical)
     digit_height = _typical_height(boxes, areas, mask.shape)
     if digit_height is None:
         return horizontal | vertical
     long_rows = along_rows >= LINE_LENGTH * digit_height
     long_cols = along_cols >= LINE_HEIGHT * digit_height
-    horizontal = _thin_part(faint & long_rows, thickness_rows)
-    vertical = _thin_part(faint & long_cols, thickness_cols, faint & ~horizontal)
+    horizontal = _thin_part(faint & long_rows, thickness_rows, along_rows)
+    vertical = _thin_part(faint & long_cols, thickness_cols, along_cols, faint & ~horizontal)
     # Where a rule crosses a box's side, each line is thick across the other: measured again without the
     # other lines, the crossing goes too (it would stay as a blob beside a digit).
-    horizontal = _thin_part(faint & long_rows, _run_lengths((faint & ~vertical).T).T)
+    horizontal = _thin_part(faint & long_rows, _run_lengths((faint & ~vertical).T).T, along_rows)
     thickness_cols = _run_lengths(faint & ~horizontal)
-    vertical = _thin_part(faint & long_cols, thickness_cols, faint & ~horizontal)
+    vertical = _thin_part(faint & long_cols, thickness_cols, along_cols, faint & ~horizontal)
     vertical = _without_free_strokes(vertical, along_cols, thickness_cols, horizontal, digit_height)
     if (along_cols[vertical] >= LINE_FREE * digit_height).any():
         # Lines of squared paper (or a margin) run on past the horizontal ones: the runs between two of
@@ -1038,9 +1038,16 @@ def _without_free_strokes(
     return vertical & ~np.concatenate([[False], free])[labels]
 
 
-def _thin_part(line: np.ndarray, thickness: np.ndarray, strokes: np.ndarray | None = None) -> np.ndarray:
+def _thin_part(
+    line: np.ndarray, thickness: np.ndarray, along: np.ndarray, strokes: np.ndarray | None = None
+) -> np.ndarray:
     """The pixels of long runs `line` (h, w) bool where the ink across is no thicker than the lines' usual
     width (`thickness` (h, w), the ink's extent across the run through each pixel): (h, w) bool.
+
+    The usual width is measured where a run (`along` (h, w), its length through each pixel) is
+    `LINE_ELONGATION` times longer than the ink is thick, as a line is: a run only as long as a digit
+    is tall also passes through the bold strokes of a digit taller than its neighbours, whose width
+    would otherwise be taken for the lines' (and the strokes cut out with them).
 
     With `strokes` (h, w) bool, the ink that may hold digits, the runs count as lines only if they are
     thinner than `LINE_STROKE` of its strokes: a printed line is thinner than a pen's stroke, while a
@@ -1048,7 +1055,8 @@ def _thin_part(line: np.ndarray, thickness: np.ndarray, strokes: np.ndarray | No
     """
     if not line.any():
         return line
-    line_width = float(np.median(thickness[line]))
+    elongated = line & (along >= LINE_ELONGATION * thickness)
+    line_width = float(np.median(thickness[elongated if elongated.any() else line]))
     if strokes is not None:
         others = strokes & ~line
         if others.any() and line_width > LINE_STROKE * float(np.median(thickness[others])):
